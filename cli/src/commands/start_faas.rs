@@ -1,0 +1,258 @@
+//! `proxyCli startFaas`: builds what is missing, then makes NATS, the store and the proxy run
+//! on the instance's network, healthy. Idempotent: what already runs as asked is left alone, a
+//! missing or changed piece is (re)created.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rfa_wire::PROXY_PORT;
+
+use crate::docker::Engine;
+use crate::images::{AppImage, BaseImage};
+use crate::instance::{Instance, LABEL_SPEC, Role};
+use crate::paths;
+use crate::platform::{self, NatsSource, PlatformImages, Settings};
+use crate::progress::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Host port the gateway is published on (0: let Docker choose).
+    #[arg(long, default_value_t = PROXY_PORT)]
+    pub port: u16,
+    /// Host address the gateway is published on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Build the platform on this local image instead of the host-made base (it must have a
+    /// glibc compatible with this host's).
+    #[arg(long)]
+    pub base_image: Option<String>,
+    /// Run NATS from this local image instead of the host's nats-server.
+    #[arg(long, conflicts_with = "nats_url")]
+    pub nats_image: Option<String>,
+    /// Use this NATS server (reachable from containers) instead of running one.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// Send OpenTelemetry traces to this OTLP endpoint (passed to every container).
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+}
+
+pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    let bind: IpAddr = args.bind.parse().with_context(|| {
+        format!("--bind '{}' is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)", args.bind)
+    })?;
+    let nats = match (&args.nats_url, &args.nats_image) {
+        (Some(url), _) => {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                bail!("--nats-url '{url}' must start with nats:// (e.g. nats://host.docker.internal:4222)");
+            }
+            NatsSource::External(url.clone())
+        }
+        (None, Some(image)) => NatsSource::Image(image.clone()),
+        (None, None) => NatsSource::HostBinary(paths::find_nats_server().context(
+            "nats-server is not installed on this host, and rfaas runs NATS from it. Install it \
+             (Debian/Ubuntu: `sudo apt-get install nats-server`), or pass --nats-image <local image> \
+             or --nats-url nats://…",
+        )?),
+    };
+    let settings = Settings {
+        bind: bind.to_string(),
+        port: args.port,
+        nats,
+        otlp_endpoint: args.otlp_endpoint,
+        base_image: args.base_image,
+    };
+
+    let engine = Engine::connect().await?;
+    let token = platform::token(instance, true)?;
+    check_port_free(&engine, instance, &settings).await?;
+
+    // Images.
+    let proxy_bin = paths::platform_binary("rfa-proxy")?;
+    let store_bin = paths::platform_binary("rfa-store")?;
+    let mut binaries = vec![proxy_bin.clone(), store_bin.clone()];
+    if let NatsSource::HostBinary(b) = &settings.nats {
+        binaries.push(b.clone());
+    }
+    let base = match &settings.base_image {
+        None => BaseImage::assemble(&binaries)?,
+        Some(image) => {
+            if !engine.image_exists(image).await? {
+                bail!(
+                    "--base-image {image} is not on this machine: rfaas never pulls. Load it first \
+                     (`docker pull {image}` where a registry is reachable, or `docker load`)"
+                );
+            }
+            BaseImage::external(image)
+        }
+    };
+    base.ensure(&engine, &progress).await?;
+    let proxy_image = AppImage::assemble(&base, "rfa-proxy", &proxy_bin, Role::Proxy, None)?;
+    let store_image = AppImage::assemble(&base, "rfa-store", &store_bin, Role::Store, None)?;
+    proxy_image.ensure(&engine, &base, &progress).await?;
+    store_image.ensure(&engine, &base, &progress).await?;
+    let nats_image = match &settings.nats {
+        NatsSource::HostBinary(bin) => {
+            let image = AppImage::assemble(&base, "rfa-nats", bin, Role::Nats, None)?;
+            image.ensure(&engine, &base, &progress).await?;
+            Some(image.tag)
+        }
+        NatsSource::Image(image) => {
+            if !engine.image_exists(image).await? {
+                bail!(
+                    "--nats-image {image} is not on this machine: rfaas never pulls. Load it first, \
+                     or drop --nats-image to use the host's nats-server"
+                );
+            }
+            Some(image.clone())
+        }
+        NatsSource::External(_) => None,
+    };
+    progress.done();
+    let images = PlatformImages {
+        nats: nats_image,
+        store: store_image.tag,
+        proxy: proxy_image.tag,
+    };
+
+    // Network and volumes.
+    let mut changed = Vec::new();
+    if engine
+        .ensure_network(&instance.network(), instance.labels(Role::Proxy))
+        .await?
+    {
+        changed.push(format!("created network {}", instance.network()));
+    }
+    for (volume, role) in [
+        (instance.store_volume(), Role::Store),
+        (instance.nats_volume(), Role::Nats),
+        (instance.proxy_volume(), Role::Proxy),
+    ] {
+        if engine.ensure_volume(&volume, instance.labels(role)).await? {
+            changed.push(format!("created volume {volume}"));
+        }
+    }
+
+    // Containers, in dependency order; each waited for before the next.
+    let specs = platform::specs(instance, &settings, &images, &token);
+    let mut started_now = Vec::new();
+    for (role, spec) in &specs {
+        let current = engine.inspect(&spec.name).await?;
+        let wanted = spec.labels.get(LABEL_SPEC);
+        let action = match &current {
+            Some(c) => {
+                let same = c
+                    .config
+                    .as_ref()
+                    .and_then(|cfg| cfg.labels.as_ref())
+                    .and_then(|l| l.get(LABEL_SPEC))
+                    == wanted;
+                let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+                match (same, running) {
+                    (true, true) => None,
+                    (true, false) => Some("started"),
+                    (false, _) => Some("recreated"),
+                }
+            }
+            None => Some("created"),
+        };
+        match action {
+            None => {}
+            Some("started") => {
+                engine.start(&spec.name).await?;
+                started_now.push(spec.name.clone());
+            }
+            Some(what) => {
+                engine.remove_container(&spec.name).await?;
+                if let Err(e) = engine.run(spec).await {
+                    report_partial(&engine, instance, &started_now, &spec.name).await;
+                    return Err(e);
+                }
+                started_now.push(spec.name.clone());
+                changed.push(format!("{what} {}", spec.name));
+            }
+        }
+        if action.is_some() {
+            progress.step(&format!("waiting for {} to be healthy", spec.name));
+        }
+        if let Err(e) = platform::wait_healthy(
+            &engine,
+            instance,
+            *role,
+            &spec.name,
+            &settings,
+            Duration::from_secs(60),
+        )
+        .await
+        {
+            report_partial(&engine, instance, &started_now, &spec.name).await;
+            return Err(e);
+        }
+        if let Some("started") = action {
+            changed.push(format!("started {}", spec.name));
+        }
+    }
+
+    let url = platform::gateway_url(&engine, instance).await?;
+    let token_path = instance.token_path()?;
+    if changed.is_empty() {
+        println!("rfaas is already up and unchanged: {url}");
+    } else {
+        for line in &changed {
+            progress.step(line);
+        }
+        println!("rfaas is up: {url}");
+    }
+    println!("admin token: {}", token_path.display());
+    Ok(())
+}
+
+/// Fails early, before anything is created, when the gateway's host port is taken by something
+/// other than this instance's own proxy.
+async fn check_port_free(engine: &Engine, instance: &Instance, settings: &Settings) -> anyhow::Result<()> {
+    if settings.port == 0 {
+        return Ok(());
+    }
+    if let Some(c) = engine.inspect(&instance.proxy()).await? {
+        let running = c.state.and_then(|s| s.running).unwrap_or(false);
+        let ours = engine.published_port(&instance.proxy(), PROXY_PORT).await?;
+        if running && ours == Some(settings.port) {
+            return Ok(());
+        }
+    }
+    let addr = (settings.bind.as_str(), settings.port);
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => bail!(
+            "port {} on {} is not free ({e}): stop what listens there, or start rfaas on another \
+             port with --port <n>",
+            settings.port,
+            settings.bind
+        ),
+    }
+}
+
+async fn report_partial(engine: &Engine, instance: &Instance, started: &[String], failed: &str) {
+    let mut running = Vec::new();
+    for (_, name) in [
+        (Role::Nats, instance.nats()),
+        (Role::Store, instance.store()),
+        (Role::Proxy, instance.proxy()),
+    ] {
+        if let Ok(Some(c)) = engine.inspect(&name).await {
+            if c.state.and_then(|s| s.running).unwrap_or(false) {
+                running.push(name);
+            }
+        }
+    }
+    eprintln!(
+        "rfaas is only partly up: {failed} failed. Running now: {}{}.\n\
+         Fix the cause above and run `proxyCli startFaas{flag}` again (it repairs what is missing), \
+         or remove everything with `proxyCli stopFaas{flag}`.",
+        if running.is_empty() { "nothing".to_string() } else { running.join(", ") },
+        if started.is_empty() { String::new() } else { format!(" (started in this run: {})", started.join(", ")) },
+        flag = platform::instance_flag(instance),
+    );
+}

@@ -1,0 +1,86 @@
+//! `proxyCli stopFaas [--prune]`: removes exactly the objects labelled as this instance's.
+
+use std::time::Duration;
+
+use crate::docker::Engine;
+use crate::instance::{Instance, LABEL_INSTANCE, LABEL_MANAGED, Role};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also remove the instance's volumes (its data) and the rfaas images no platform uses.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
+    let engine = Engine::connect().await?;
+    let containers = engine.list_containers(instance.filters(None)).await?;
+    let names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.names.as_ref()?.first().cloned())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
+    // Functions first, then the proxy, store and NATS, each given time to finish their work.
+    let stops = names.iter().map(|n| engine.stop_and_remove(n, Duration::from_secs(10)));
+    for result in futures_util::future::join_all(stops).await {
+        result?;
+    }
+    let networks = engine.remove_networks(instance.filters(None)).await?;
+    let mut removed: Vec<String> = names.iter().map(|n| format!("container {n}")).collect();
+    removed.extend(networks.into_iter().map(|n| format!("network {n}")));
+
+    if args.prune {
+        let volumes = engine.remove_volumes(instance.filters(None)).await?;
+        removed.extend(volumes.into_iter().map(|v| format!("volume {v}")));
+        removed.extend(prune_images(&engine, instance).await?);
+    }
+    if removed.is_empty() {
+        println!("nothing to remove: no rfaas object of instance '{}'", instance.label());
+    } else {
+        for line in &removed {
+            println!("removed {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Removes rfaas images no container uses: function images always, the shared platform images
+/// (base, proxy, store, NATS) only when no other instance still has containers.
+async fn prune_images(engine: &Engine, instance: &Instance) -> anyhow::Result<Vec<String>> {
+    use std::collections::HashMap;
+    let others = engine
+        .list_containers(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true")],
+        )]))
+        .await?
+        .into_iter()
+        .any(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_INSTANCE))
+                .is_some_and(|i| i != instance.label())
+        });
+    let mut removed = Vec::new();
+    let images = engine
+        .list_images(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true")],
+        )]))
+        .await?;
+    // Children before the base they are built on.
+    let mut ordered: Vec<_> = images.into_iter().collect();
+    ordered.sort_by_key(|i| i.labels.get(crate::instance::LABEL_ROLE).map(|r| r == Role::Base.as_str()));
+    for image in ordered {
+        let role = image.labels.get(crate::instance::LABEL_ROLE).cloned().unwrap_or_default();
+        if others && role != Role::Function.as_str() {
+            continue;
+        }
+        for tag in &image.repo_tags {
+            if engine.remove_image(tag).await? {
+                removed.push(format!("image {tag}"));
+            }
+        }
+    }
+    Ok(removed)
+}

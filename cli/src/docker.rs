@@ -1,0 +1,504 @@
+//! Every conversation with the Docker engine goes through this module (bollard over the local
+//! socket). Callers speak in rfaas terms (a container spec, a build context, label filters); this
+//! module turns them into API calls and engine errors into messages that say what to do.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
+    ImageSummary, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+/// A connected Docker engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+/// What to run: everything rfaas sets on a container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    pub aliases: Vec<String>,
+    /// `(host ip, host port, container port)`; host port 0 lets Docker choose.
+    pub publish: Option<(String, u16, u16)>,
+    /// `(volume name, mount path)`.
+    pub volumes: Vec<(String, String)>,
+    pub memory_bytes: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    /// Map `host.docker.internal` to the host.
+    pub host_gateway: bool,
+    /// Run the image's user (non-root) with a read-only root filesystem and no capabilities.
+    pub hardened: bool,
+}
+
+impl Engine {
+    /// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an API
+    /// version; fails with one line naming the socket and how to start Docker.
+    pub async fn connect() -> anyhow::Result<Engine> {
+        let socket = std::env::var("DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow!(
+                "cannot reach the Docker engine at {socket} ({e}): start Docker \
+                 (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at a running engine"
+            )
+        };
+        let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|e| unreachable(&e))?
+            .map_err(|e| unreachable(&e))?;
+        docker.ping().await.map_err(|e| unreachable(&e))?;
+        Ok(Engine { docker })
+    }
+
+    // ---- images -------------------------------------------------------------------------
+
+    pub async fn image_exists(&self, tag: &str) -> anyhow::Result<bool> {
+        match self.docker.inspect_image(tag).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot inspect image {tag}")),
+        }
+    }
+
+    /// Builds `context` (a tar with a Dockerfile at its root) as `tag`. Every line the build
+    /// prints goes to `progress`; any error item fails the build with the engine's words.
+    pub async fn build_image(
+        &self,
+        tag: &str,
+        context: Vec<u8>,
+        mut progress: impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut last_lines: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| anyhow!("building {tag} failed: {e}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                bail!("building {tag} failed: {err}\n{}", last_lines.join("\n"));
+            }
+            if let Some(line) = info.stream {
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    progress(line);
+                    last_lines.push(line.to_string());
+                    if last_lines.len() > 5 {
+                        last_lines.remove(0);
+                    }
+                }
+            }
+        }
+        if !self.image_exists(tag).await? {
+            bail!("building {tag} ended without an image");
+        }
+        Ok(())
+    }
+
+    pub async fn list_images(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<ImageSummary>> {
+        let options = ListImagesOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .list_images(Some(options))
+            .await
+            .context("cannot list images")
+    }
+
+    /// Removes an image by tag or id; `Ok(false)` when it is in use or already gone.
+    pub async fn remove_image(&self, image: &str) -> anyhow::Result<bool> {
+        let options = RemoveImageOptionsBuilder::default().build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot remove image {image}")),
+        }
+    }
+
+    // ---- networks and volumes -----------------------------------------------------------
+
+    /// Creates the bridge network `name` unless it exists (looked up first: the engine would
+    /// happily create a second one with the same name).
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> anyhow::Result<bool> {
+        if !self.networks_named(name).await?.is_empty() {
+            return Ok(false);
+        }
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create network {name}"))?;
+        Ok(true)
+    }
+
+    /// Ids of networks whose name is exactly `name`.
+    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .context("cannot list networks")?;
+        Ok(networks
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect())
+    }
+
+    /// Removes the networks matching `filters`; returns their names.
+    pub async fn remove_networks(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .context("cannot list networks")?;
+        let mut removed = Vec::new();
+        for n in networks {
+            if let Some(id) = n.id {
+                match self.docker.remove_network(&id).await {
+                    Ok(()) => removed.push(n.name.unwrap_or(id)),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e).context("cannot remove network"),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> anyhow::Result<bool> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(false);
+        }
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create volume {name}"))?;
+        Ok(true)
+    }
+
+    /// Removes the volumes matching `filters`; returns their names.
+    pub async fn remove_volumes(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .context("cannot list volumes")?;
+        let mut removed = Vec::new();
+        for v in list.volumes.unwrap_or_default() {
+            let options = RemoveVolumeOptionsBuilder::default().build();
+            match self.docker.remove_volume(&v.name, Some(options)).await {
+                Ok(()) => removed.push(v.name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove volume {}", v.name)),
+            }
+        }
+        Ok(removed)
+    }
+
+    // ---- containers ---------------------------------------------------------------------
+
+    /// Containers (running or not) matching `filters`.
+    pub async fn list_containers(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<ContainerSummary>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .context("cannot list containers")
+    }
+
+    pub async fn inspect(&self, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot inspect container {name}")),
+        }
+    }
+
+    /// Creates and starts a container from `spec`.
+    pub async fn run(&self, spec: &ContainerSpec) -> anyhow::Result<()> {
+        let mut host = HostConfig {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            memory: spec.memory_bytes,
+            memory_swap: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
+            pids_limit: spec.pids_limit,
+            init: Some(false),
+            mounts: Some(
+                spec.volumes
+                    .iter()
+                    .map(|(volume, path)| Mount {
+                        target: Some(path.clone()),
+                        source: Some(volume.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        if spec.hardened {
+            host.readonly_rootfs = Some(true);
+            host.cap_drop = Some(vec!["ALL".to_string()]);
+            host.security_opt = Some(vec!["no-new-privileges:true".to_string()]);
+            host.tmpfs = Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,noexec,nosuid,size=64m,mode=1777".to_string(),
+            )]));
+        }
+        if spec.host_gateway {
+            host.extra_hosts = Some(vec!["host.docker.internal:host-gateway".to_string()]);
+        }
+        let mut exposed = None;
+        if let Some((ip, host_port, port)) = &spec.publish {
+            let key = format!("{port}/tcp");
+            let host_port = if *host_port == 0 {
+                String::new()
+            } else {
+                host_port.to_string()
+            };
+            host.port_bindings = Some(HashMap::from([(
+                key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(ip.clone()),
+                    host_port: Some(host_port),
+                }]),
+            )]));
+            exposed = Some(vec![key]);
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: if spec.cmd.is_empty() {
+                None
+            } else {
+                Some(spec.cmd.clone())
+            },
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: exposed,
+            stop_timeout: Some(30),
+            host_config: Some(host),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(spec.aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .with_context(|| format!("cannot create container {}", spec.name))?;
+        if let Err(e) = self.docker.start_container(&spec.name, None).await {
+            let message = e.to_string();
+            self.remove_container(&spec.name).await.ok();
+            if message.contains("port is already allocated") || message.contains("address already in use") {
+                let port = spec.publish.as_ref().map(|p| p.1).unwrap_or_default();
+                bail!(
+                    "cannot start {}: port {port} is already in use on the host. \
+                     Stop whatever uses it, or choose another with --port",
+                    spec.name
+                );
+            }
+            return Err(e).with_context(|| format!("cannot start container {}", spec.name));
+        }
+        Ok(())
+    }
+
+    pub async fn start(&self, name: &str) -> anyhow::Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .with_context(|| format!("cannot start container {name}"))
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; gone already is fine.
+    pub async fn stop_and_remove(&self, name: &str, grace: Duration) -> anyhow::Result<()> {
+        let options = StopContainerOptionsBuilder::default()
+            .t(grace.as_secs() as i32)
+            .build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) if is_not_modified(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot stop container {name}")),
+        }
+        self.remove_container(name).await
+    }
+
+    /// Removes a container at once (killing it if it runs); gone already is fine.
+    pub async fn remove_container(&self, name: &str) -> anyhow::Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove container {name}")),
+        }
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let options = bollard::query_parameters::RenameContainerOptionsBuilder::default()
+            .name(to)
+            .build();
+        self.docker
+            .rename_container(from, options)
+            .await
+            .with_context(|| format!("cannot rename container {from} to {to}"))
+    }
+
+    /// The container's address on `network`.
+    pub async fn ip_on(&self, name: &str, network: &str) -> anyhow::Result<Option<String>> {
+        let Some(info) = self.inspect(name).await? else {
+            return Ok(None);
+        };
+        Ok(info
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty()))
+    }
+
+    /// The host port the container publishes `port` on.
+    pub async fn published_port(&self, name: &str, port: u16) -> anyhow::Result<Option<u16>> {
+        let Some(info) = self.inspect(name).await? else {
+            return Ok(None);
+        };
+        let key = format!("{port}/tcp");
+        Ok(info
+            .network_settings
+            .and_then(|s| s.ports)
+            .and_then(|mut p| p.remove(&key))
+            .flatten()
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse().ok()))
+    }
+
+    /// Writes the container's logs to stdout/stderr; `follow` keeps streaming.
+    pub async fn logs(&self, name: &str, follow: bool, tail: Option<usize>) -> anyhow::Result<()> {
+        use std::io::Write;
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.map(|t| t.to_string()).unwrap_or_else(|| "all".to_string()))
+            .build();
+        let mut stream = self.docker.logs(name, Some(options));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    std::io::stderr().write_all(&message).ok();
+                }
+                Ok(output) => {
+                    std::io::stdout().write_all(&output.into_bytes()).ok();
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read logs of {name}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `n` log lines of a container, for error reports.
+    pub async fn tail_logs(&self, name: &str, n: usize) -> String {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&n.to_string())
+            .build();
+        let mut out = String::new();
+        let mut stream = self.docker.logs(name, Some(options));
+        while let Some(Ok(item)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
+        }
+        out
+    }
+}
+
+fn status_code(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    status_code(e) == Some(404)
+}
+
+fn is_conflict(e: &bollard::errors::Error) -> bool {
+    status_code(e) == Some(409)
+}
+
+fn is_not_modified(e: &bollard::errors::Error) -> bool {
+    status_code(e) == Some(304)
+}

@@ -1,0 +1,421 @@
+//! The images rfaas runs, all made on this machine without a registry.
+//!
+//! `rfa-base:<hash>` is assembled from the host's own runtime: the dynamic loader and every
+//! library the rfaas binaries link (found with `ldd`), CA certificates, a `passwd` with the
+//! non-root user `rfaas` (uid 10001), a world-writable `/tmp` and a `/data` owned by that user
+//! (a fresh named volume mounted there inherits the ownership). Its tag is a hash of its content,
+//! so it is rebuilt only when its inputs change. Every other image is `FROM rfa-base` plus one
+//! layer holding `/app/main` (and any library the base lacks), again tagged by content hash.
+//!
+//! This module only assembles build contexts; `docker` sends them to the engine.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::docker::Engine;
+use crate::instance::{LABEL_FUNCTION, LABEL_MANAGED, LABEL_ROLE, Role};
+
+/// The non-root user every rfaas container runs as.
+pub const UID: u64 = 10001;
+
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const LIBGCC: &str = "libgcc_s.so.1";
+
+/// An in-memory tar of a root filesystem, with reproducible metadata (mtime 0).
+struct RootFs {
+    tar: tar::Builder<Vec<u8>>,
+    added: BTreeSet<PathBuf>,
+}
+
+impl RootFs {
+    fn new() -> RootFs {
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.mode(tar::HeaderMode::Deterministic);
+        RootFs {
+            tar,
+            added: BTreeSet::new(),
+        }
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_mtime(0);
+        h.set_size(size);
+        h
+    }
+
+    fn dir(&mut self, path: &str, mode: u32, uid: u64) -> anyhow::Result<()> {
+        let rel = path.trim_start_matches('/');
+        if !self.added.insert(PathBuf::from(rel)) {
+            return Ok(());
+        }
+        let mut h = Self::header(tar::EntryType::Directory, mode, uid, 0);
+        self.tar
+            .append_data(&mut h, format!("{rel}/"), std::io::empty())?;
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
+        let rel = path.trim_start_matches('/').to_string();
+        self.parents(&rel)?;
+        if !self.added.insert(PathBuf::from(&rel)) {
+            return Ok(());
+        }
+        let mut h = Self::header(tar::EntryType::Regular, mode, 0, data.len() as u64);
+        self.tar.append_data(&mut h, rel, data)?;
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &Path, target: &Path) -> anyhow::Result<()> {
+        let rel = path.strip_prefix("/").unwrap_or(path).to_path_buf();
+        self.parents(&rel.to_string_lossy())?;
+        if !self.added.insert(rel.clone()) {
+            return Ok(());
+        }
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0, 0);
+        self.tar.append_link(&mut h, rel, target)?;
+        Ok(())
+    }
+
+    fn parents(&mut self, rel: &str) -> anyhow::Result<()> {
+        let mut acc = PathBuf::new();
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            acc.push(part);
+            if !self.added.contains(&acc) {
+                self.dir(&acc.to_string_lossy(), 0o755, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a host file into the image at the same path, reproducing every symlink on the
+    /// way (`/lib -> usr/lib`, `/lib64/ld-linux…` -> `…`), so the loader finds what it expects.
+    fn host_path(&mut self, path: &Path) -> anyhow::Result<()> {
+        let mut acc = PathBuf::from("/");
+        let components: Vec<Component> = path.components().collect();
+        for (i, comp) in components.iter().enumerate() {
+            let Component::Normal(part) = comp else {
+                continue;
+            };
+            acc.push(part);
+            let meta = std::fs::symlink_metadata(&acc)
+                .with_context(|| format!("cannot read {}", acc.display()))?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&acc)?;
+                self.symlink(&acc, &target)?;
+                let resolved = acc.parent().unwrap_or(Path::new("/")).join(&target);
+                let mut rest = normalize(&resolved);
+                for c in &components[i + 1..] {
+                    rest.push(c);
+                }
+                return self.host_path(&rest);
+            }
+            let is_last = i + 1 == components.len();
+            if is_last {
+                let data = std::fs::read(&acc)
+                    .with_context(|| format!("cannot read {}", acc.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o755;
+                self.file(&acc.to_string_lossy(), &data, mode)?;
+            } else if !self.added.contains(acc.strip_prefix("/").unwrap_or(&acc)) {
+                self.dir(&acc.to_string_lossy(), 0o755, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.tar.into_inner()?)
+    }
+}
+
+/// Resolves `.` and `..` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(p) => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The shared libraries (and loader) `binary` needs, as `ldd` reports them.
+pub fn linked_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let output = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .context("cannot run ldd (Debian: apt-get install libc-bin)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || text.contains("not a dynamic executable") {
+        return Ok(Vec::new());
+    }
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.trim().split_whitespace().next().unwrap_or(""),
+            None => line.split_whitespace().next().unwrap_or(""),
+        };
+        if line.contains("not found") {
+            bail!("{} needs a library this host lacks: {line}", binary.display());
+        }
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
+}
+
+fn find_libgcc() -> Option<PathBuf> {
+    let output = std::process::Command::new("ldconfig").arg("-p").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter(|l| l.trim_start().starts_with(LIBGCC))
+        .filter_map(|l| l.split("=>").nth(1))
+        .map(|p| PathBuf::from(p.trim()))
+        .find(|p| p.is_file())
+        .or_else(|| {
+            ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64"]
+                .iter()
+                .map(|d| Path::new(d).join(LIBGCC))
+                .find(|p| p.is_file())
+        })
+}
+
+fn hash(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The libraries the base image holds: what `binaries` link, plus libgcc_s (Rust's unwinder).
+fn base_libraries(binaries: &[PathBuf]) -> anyhow::Result<BTreeSet<PathBuf>> {
+    let mut libs = BTreeSet::new();
+    for b in binaries {
+        libs.extend(linked_libraries(b)?);
+    }
+    if let Some(gcc) = find_libgcc() {
+        libs.insert(gcc);
+    }
+    Ok(libs)
+}
+
+/// The base image: its tag and build context.
+pub struct BaseImage {
+    pub tag: String,
+    /// `None` for a user's image (`--base-image`), which is used as it is.
+    context: Option<Vec<u8>>,
+    libraries: BTreeSet<PathBuf>,
+}
+
+impl BaseImage {
+    /// Assembles the base from the host; `binaries` are the rfaas binaries it must run.
+    pub fn assemble(binaries: &[PathBuf]) -> anyhow::Result<BaseImage> {
+        let libraries = base_libraries(binaries)?;
+        let mut fs = RootFs::new();
+        fs.dir("/tmp", 0o1777, 0)?;
+        fs.dir("/data", 0o700, UID)?;
+        fs.dir("/app", 0o755, 0)?;
+        fs.dir("/etc", 0o755, 0)?;
+        fs.file(
+            "/etc/passwd",
+            format!("root:x:0:0:root:/root:/sbin/nologin\nrfaas:x:{UID}:{UID}:rfaas:/tmp:/sbin/nologin\n")
+                .as_bytes(),
+            0o644,
+        )?;
+        fs.file(
+            "/etc/group",
+            format!("root:x:0:\nrfaas:x:{UID}:\n").as_bytes(),
+            0o644,
+        )?;
+        fs.file("/etc/nsswitch.conf", b"hosts: files dns\n", 0o644)?;
+        if Path::new(CA_BUNDLE).is_file() {
+            fs.host_path(Path::new(CA_BUNDLE))?;
+        }
+        for lib in &libraries {
+            fs.host_path(lib)?;
+        }
+        let rootfs = fs.finish()?;
+        let tag = format!("rfa-base:{}", hash(&rootfs));
+        let dockerfile = format!(
+            "FROM scratch\nADD rootfs.tar /\nUSER {UID}:{UID}\nENV SSL_CERT_FILE={CA_BUNDLE}\n\
+             EXPOSE 6000\nENTRYPOINT [\"/app/main\"]\n\
+             LABEL {LABEL_MANAGED}=true {LABEL_ROLE}={}\n",
+            Role::Base.as_str()
+        );
+        let context = context(&dockerfile, &[("rootfs.tar", &rootfs)])?;
+        Ok(BaseImage {
+            tag,
+            context: Some(context),
+            libraries,
+        })
+    }
+
+    /// A user's local image as the base: app images then bring every library they link, and
+    /// set the user and entry point themselves.
+    pub fn external(image: &str) -> BaseImage {
+        BaseImage {
+            tag: image.to_string(),
+            context: None,
+            libraries: BTreeSet::new(),
+        }
+    }
+
+    /// Builds the base unless an image with its tag exists.
+    pub async fn ensure(&self, engine: &Engine, progress: &crate::progress::Progress) -> anyhow::Result<bool> {
+        if engine.image_exists(&self.tag).await? {
+            return Ok(false);
+        }
+        let Some(context) = &self.context else {
+            bail!("the base image {} is not on this machine: rfaas never pulls; load it first", self.tag);
+        };
+        progress.step(&format!("building base image {}", self.tag));
+        engine
+            .build_image(&self.tag, context.clone(), |l| progress.detail(l))
+            .await?;
+        Ok(true)
+    }
+}
+
+/// An image `FROM` the base holding one program at `/app/main`.
+pub struct AppImage {
+    pub tag: String,
+    context: Vec<u8>,
+}
+
+impl AppImage {
+    /// `repo` is the image name (`rfa-proxy`, `rfa-fn-method2`); the tag is a content hash.
+    pub fn assemble(
+        base: &BaseImage,
+        repo: &str,
+        binary: &Path,
+        role: Role,
+        function: Option<&str>,
+    ) -> anyhow::Result<AppImage> {
+        let mut fs = RootFs::new();
+        let data =
+            std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+        fs.file("/app/main", &data, 0o755)?;
+        for lib in linked_libraries(binary)? {
+            if !base.libraries.contains(&lib) {
+                fs.host_path(&lib)?;
+            }
+        }
+        let mut extra = String::new();
+        if base.context.is_none() {
+            fs.dir("/data", 0o700, UID)?;
+            extra = format!("USER {UID}:{UID}\nENTRYPOINT [\"/app/main\"]\n");
+        }
+        let app = fs.finish()?;
+        let mut labels = format!("{LABEL_MANAGED}=true {LABEL_ROLE}={}", role.as_str());
+        if let Some(f) = function {
+            labels.push_str(&format!(" {LABEL_FUNCTION}={f}"));
+        }
+        let dockerfile = format!("FROM {}\nADD app.tar /\n{extra}LABEL {labels}\n", base.tag);
+        let mut h = Sha256::new();
+        h.update(dockerfile.as_bytes());
+        h.update(&app);
+        let digest = h.finalize();
+        let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Ok(AppImage {
+            tag: format!("{repo}:{short}"),
+            context: context(&dockerfile, &[("app.tar", &app)])?,
+        })
+    }
+
+    /// Builds the image unless one with its tag exists; rebuilds the base first if it vanished.
+    pub async fn ensure(
+        &self,
+        engine: &Engine,
+        base: &BaseImage,
+        progress: &crate::progress::Progress,
+    ) -> anyhow::Result<bool> {
+        if engine.image_exists(&self.tag).await? {
+            return Ok(false);
+        }
+        base.ensure(engine, progress).await?;
+        progress.step(&format!("building image {}", self.tag));
+        engine
+            .build_image(&self.tag, self.context.clone(), |l| progress.detail(l))
+            .await?;
+        Ok(true)
+    }
+}
+
+/// A build context: the Dockerfile and the named files at the root of a tar.
+fn context(dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| -> anyhow::Result<()> {
+        let mut h = RootFs::header(tar::EntryType::Regular, 0o644, 0, data.len() as u64);
+        tar.append_data(&mut h, name, data)?;
+        Ok(())
+    };
+    add("Dockerfile", dockerfile.as_bytes())?;
+    for (name, data) in files {
+        add(name, data)?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_finds_libc_and_loader() {
+        let exe = std::env::current_exe().unwrap();
+        let libs = linked_libraries(&exe).unwrap();
+        assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")));
+        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")));
+    }
+
+    #[test]
+    fn base_is_reproducible_and_has_the_runtime() {
+        let exe = std::env::current_exe().unwrap();
+        let a = BaseImage::assemble(std::slice::from_ref(&exe)).unwrap();
+        let b = BaseImage::assemble(&[exe]).unwrap();
+        assert_eq!(a.tag, b.tag);
+        assert!(a.tag.starts_with("rfa-base:"));
+        let ctx = a.context.clone().unwrap();
+        let mut outer = tar::Archive::new(ctx.as_slice());
+        let mut names = Vec::new();
+        for entry in outer.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().to_string();
+            if path == "rootfs.tar" {
+                let mut inner_bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut inner_bytes).unwrap();
+                let mut inner = tar::Archive::new(inner_bytes.as_slice());
+                for e in inner.entries().unwrap() {
+                    let e = e.unwrap();
+                    let p = e.path().unwrap().to_string_lossy().to_string();
+                    if p == "data/" {
+                        assert_eq!(e.header().uid().unwrap(), UID);
+                    }
+                    names.push(p);
+                }
+            }
+        }
+        assert!(names.iter().any(|n| n == "etc/passwd"));
+        assert!(names.iter().any(|n| n == "tmp/"));
+        assert!(names.iter().any(|n| n.ends_with("libc.so.6")));
+        assert!(names.iter().any(|n| n.ends_with(LIBGCC)));
+    }
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize(Path::new("/lib64/../lib/x")), PathBuf::from("/lib/x"));
+    }
+}

@@ -1,0 +1,62 @@
+//! `proxyCli`: the rfaas command line. It brings the platform up and down, deploys functions
+//! and shows what runs. Each command lives in its own module under `commands/`.
+
+mod commands;
+mod docker;
+mod images;
+mod instance;
+mod paths;
+mod platform;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// rfaas: functions as a service on one machine with Docker.
+#[derive(Debug, Parser)]
+#[command(name = "proxyCli", version, about, propagate_version = true)]
+struct Cli {
+    /// Run an isolated platform beside others: its objects get this suffix and label.
+    #[arg(long, global = true, env = "RFAAS_INSTANCE")]
+    instance: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build what is missing and start NATS, the store and the gateway.
+    #[command(name = "startFaas", alias = "start-faas")]
+    StartFaas(commands::start_faas::Args),
+    /// Stop and remove the platform's containers and network.
+    #[command(name = "stopFaas", alias = "stop-faas")]
+    StopFaas(commands::stop_faas::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let instance = instance::Instance::new(cli.instance)?;
+    match cli.command {
+        Command::StartFaas(args) => commands::start_faas::run(&instance, args).await,
+        Command::StopFaas(args) => commands::stop_faas::run(&instance, args).await,
+    }
+}

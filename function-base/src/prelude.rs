@@ -1,0 +1,13 @@
+//! Everything a function's source usually needs: `use function_base::prelude::*;`.
+
+pub use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderMap, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Json, Response},
+    routing::{any, delete, get, patch, post, put},
+};
+pub use serde::{Deserialize, Serialize};
+pub use serde_json::json;
+
+pub use crate::{DocEvent, Service};

@@ -1,0 +1,309 @@
+//! The runtime: builds the router around the user's code, serves it, and stops gracefully.
+//!
+//! [`serve`] does the work and runs in-process in tests; [`run_http`] and [`run_main`] are
+//! what a function binary's `main` calls: they read the environment, start logging and a
+//! tokio runtime, bind `0.0.0.0:$RFAAS_PORT` and serve until SIGTERM or SIGINT.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rfa_wire::Problem;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::{error, info, warn};
+
+use crate::backoff::stopped;
+use crate::config::{Config, ConfigError};
+use crate::nats;
+use crate::worker::Worker;
+use crate::metrics::{self, Metrics};
+use crate::service::{Service, panic_message};
+
+/// Why the runtime could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid service setup: {0}")]
+    Setup(String),
+    #[error("cannot start the tokio runtime: {0}")]
+    Tokio(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A function ready to be served: the user's routes and the runtime settings.
+pub struct App {
+    router: Router,
+    config: Config,
+}
+
+impl App {
+    /// An HTTP (or async) function: `handler` answers every method on every path.
+    pub fn from_handler<H, T>(handler: H, config: Config) -> App
+    where
+        H: Handler<T, ()>,
+        T: 'static,
+    {
+        App {
+            router: Router::new().fallback(handler),
+            config,
+        }
+    }
+
+    /// A mainProcess service, as its setup function filled it in.
+    pub fn from_service(service: Service, config: Config) -> Result<App, RuntimeError> {
+        let (router, errors) = service.into_parts();
+        if !errors.is_empty() {
+            return Err(RuntimeError::Setup(errors.join("; ")));
+        }
+        Ok(App { router, config })
+    }
+
+    /// The settings this app will run with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Serves an HTTP function: `handler` answers every method on every path.
+///
+/// This is what the generated `main` of an HTTP or async function calls. Returns when the
+/// process got SIGTERM/SIGINT and in-flight requests finished (exit code 0), or when the
+/// function could not start (non-zero, the reason is logged).
+pub fn run_http<H, T>(handler: H) -> ExitCode
+where
+    H: Handler<T, ()>,
+    T: 'static,
+{
+    init_logging();
+    match Config::from_env() {
+        Ok(config) => run(Ok(App::from_handler(handler, config))),
+        Err(e) => run(Err(e.into())),
+    }
+}
+
+/// Serves a mainProcess function: `setup` adds its routes (and event handlers) to a
+/// [`Service`]. Exit codes as for [`run_http`].
+pub fn run_main(setup: fn(&mut Service)) -> ExitCode {
+    init_logging();
+    let app = Config::from_env()
+        .map_err(RuntimeError::from)
+        .and_then(|config| {
+            let mut service = Service::new();
+            setup(&mut service);
+            App::from_service(service, config)
+        });
+    run(app)
+}
+
+/// Starts the tokio runtime, binds the port and serves until a shutdown signal.
+fn run(app: Result<App, RuntimeError>) -> ExitCode {
+    let result = app.and_then(|app| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(RuntimeError::Tokio)?;
+        runtime.block_on(async move {
+            let addr = SocketAddr::from(([0, 0, 0, 0], app.config.port));
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RuntimeError::Bind { addr, source })?;
+            serve(listener, app, shutdown_signal()).await
+        })
+    });
+    match result {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "function runtime failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting connections,
+/// lets in-flight requests finish for at most the configured drain time, and returns.
+///
+/// Besides the user's routes, the server answers `GET /healthz` (`ok`) and `GET /metrics`
+/// (Prometheus text). A panicking handler gives a 500 problem and the server keeps serving.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let metrics = Metrics::new()?;
+    let router = build_router(app.router, metrics.clone());
+    let config = app.config;
+    let drain = config.drain_timeout;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let mut background = start_background(&config, &router, &metrics, stop_rx.clone());
+
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, function = config.function_name.as_deref().unwrap_or("-"),
+            kind = %config.kind, "listening");
+    }
+    let signal = async move {
+        shutdown.await;
+        info!("shutting down: no new connections, finishing in-flight work");
+        let _ = stop_tx.send(true);
+    };
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(server);
+
+    let finished = tokio::select! {
+        result = &mut server => Some(result),
+        () = stopped(&mut stop_rx) => None,
+    };
+    let deadline = tokio::time::Instant::now() + drain;
+    let result = match finished {
+        Some(result) => result,
+        None => match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(
+                    seconds = drain.as_secs_f64(),
+                    "requests still running after the drain time; stopping anyway"
+                );
+                Ok(())
+            }
+        },
+    };
+    if let Some(task) = background.as_mut() {
+        if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+            warn!("async work still running after the drain time; it will be redelivered");
+            task.abort();
+        }
+    }
+    result.map_err(RuntimeError::Serve)
+}
+
+/// Starts the NATS side (async calls) when NATS is configured.
+fn start_background(
+    config: &Config,
+    router: &Router,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let url = config.nats_url.clone()?;
+    let Some(function) = config.function_name.clone() else {
+        warn!(
+            "{} is set but {} is not: async calls are not run",
+            rfa_wire::env::NATS_URL,
+            rfa_wire::env::FUNCTION_NAME
+        );
+        return None;
+    };
+    let worker = Arc::new(Worker::new(function, router.clone(), metrics.clone(), config));
+    Some(tokio::spawn(nats::run(url, worker, stop)))
+}
+
+/// The user's router wrapped in panic catching and metrics, next to the runtime's endpoints.
+fn build_router(user: Router, metrics: Metrics) -> Router {
+    let user = user.layer(CatchPanicLayer::custom(panic_response)).layer(
+        axum::middleware::from_fn_with_state(metrics.clone(), metrics::track),
+    );
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::handler).with_state(metrics))
+        .fallback_service(user)
+}
+
+/// The answer to a request whose handler panicked.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    error!(panic = %panic_message(panic.as_ref()), "the function panicked");
+    Problem::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "the function panicked while handling the request",
+    )
+    .into_response()
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => info!("got SIGINT"),
+        () = terminate => info!("got SIGTERM"),
+    }
+}
+
+/// JSON lines on stdout; `RUST_LOG` filters, `info` by default. A second call does nothing.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_fails_without_panicking() {
+        let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let config = Config {
+            port: taken.local_addr().expect("addr").port(),
+            ..Config::default()
+        };
+        let code = run(Ok(App::from_handler(|| async { "hi" }, config)));
+        assert_eq!(code, ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn a_bad_setup_fails_without_panicking() {
+        let mut service = Service::new();
+        service.route("/pay", get(|| async { "a" }));
+        service.route("/pay", get(|| async { "b" }));
+        service.route("no-slash", get(|| async { "c" }));
+        let app = App::from_service(service, Config::default());
+        let Err(RuntimeError::Setup(message)) = &app else {
+            panic!("expected a setup error");
+        };
+        assert!(
+            message.contains("/pay") && message.contains("no-slash"),
+            "{message}"
+        );
+        assert_eq!(run(app), ExitCode::FAILURE);
+    }
+}

@@ -1,0 +1,76 @@
+//! `/system/functions`: the admin API the CLI registers routes with. Token required.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
+use rfa_wire::route::FunctionRoute;
+
+use crate::{ProxyError, SharedState, auth};
+
+pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    match auth::check(&headers, &state.config.token) {
+        Ok(()) => Json(state.routes.all()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn get_one(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<FunctionRoute>, ProxyError> {
+    auth::check(&headers, &state.config.token)?;
+    state
+        .routes
+        .get(&name)
+        .map(Json)
+        .ok_or(ProxyError::UnknownFunction(name))
+}
+
+pub async fn put(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ProxyError> {
+    auth::check(&headers, &state.config.token)?;
+    if !is_valid_function_name(&name) {
+        return Err(ProxyError::BadRequest(format!(
+            "'{name}' is not a valid function name: {FUNCTION_NAME_RULE}"
+        )));
+    }
+    let route: FunctionRoute = serde_json::from_slice(&body)
+        .map_err(|e| ProxyError::BadRequest(format!("not a function route: {e}")))?;
+    if route.name != name {
+        return Err(ProxyError::BadRequest(format!(
+            "the body names function '{}' but the path names '{name}'",
+            route.name
+        )));
+    }
+    let created = state.routes.put(route.clone())?;
+    state.metrics.set_service_counts(&state.routes.all());
+    tracing::info!(function = %name, upstreams = ?route.upstreams, "route registered");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(route)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ProxyError> {
+    auth::check(&headers, &state.config.token)?;
+    if state.routes.remove(&name)? {
+        state.metrics.set_service_counts(&state.routes.all());
+        tracing::info!(function = %name, "route removed");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ProxyError::UnknownFunction(name))
+    }
+}

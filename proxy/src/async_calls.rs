@@ -1,0 +1,265 @@
+//! Async calls: the request is stored on JetStream (`rfa.async.<name>`) and answered `202` with
+//! `X-Call-Id` once the stream has acknowledged it, so a 202 means the call is durable. The
+//! function's own worker (in `function-base`) runs it and POSTs the result to `X-Callback-Url`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use rfa_wire::headers;
+
+use crate::forward::{split_target, strip_hop_by_hop};
+use crate::{ProxyError, SharedState};
+
+/// How long the gateway waits for JetStream to acknowledge a call before answering 503.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gateway's NATS connection, made in the background and replaced by nothing while down.
+#[derive(Clone, Default)]
+pub struct Nats {
+    inner: Arc<RwLock<Option<(async_nats::Client, jetstream::Context)>>>,
+    configured: bool,
+}
+
+impl Nats {
+    /// Connects to `url` in the background, retrying until it succeeds, then makes sure the
+    /// async-call stream exists. `None` means no NATS: async calls are answered 503.
+    pub fn start(url: Option<String>) -> Nats {
+        let nats = Nats {
+            inner: Arc::default(),
+            configured: url.is_some(),
+        };
+        if let Some(url) = url {
+            let slot = nats.inner.clone();
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    match connect(&url).await {
+                        Ok(pair) => {
+                            tracing::info!(%url, "connected to NATS, async-call stream ready");
+                            if let Ok(mut guard) = slot.write() {
+                                *guard = Some(pair);
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%url, error = %e, "NATS not ready; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            });
+        }
+        nats
+    }
+
+    fn get(&self) -> Result<(async_nats::Client, jetstream::Context), ProxyError> {
+        let guard = self
+            .inner
+            .read()
+            .map_err(|_| ProxyError::QueueUnavailable("internal lock poisoned".into()))?;
+        match &*guard {
+            Some((client, js)) => {
+                if client.connection_state() == async_nats::connection::State::Connected {
+                    Ok((client.clone(), js.clone()))
+                } else {
+                    Err(ProxyError::QueueUnavailable("the connection is down".into()))
+                }
+            }
+            None if self.configured => Err(ProxyError::QueueUnavailable(
+                "not connected yet".into(),
+            )),
+            None => Err(ProxyError::QueueUnavailable(
+                "this gateway was started without a NATS URL".into(),
+            )),
+        }
+    }
+
+    /// Whether the gateway can queue calls right now.
+    pub fn is_connected(&self) -> bool {
+        self.get().is_ok()
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(3))
+        .name("rfa-proxy")
+        .connect(url)
+        .await?;
+    let js = jetstream::new(client.clone());
+    rfa_wire::streams::ensure(&js, rfa_wire::streams::async_calls()).await?;
+    Ok((client, js))
+}
+
+/// `ANY /async-functions/<name>[/<path>]`.
+pub async fn handler(State(state): State<SharedState>, req: Request) -> Response {
+    let Some((name, rest)) = split_target(req.uri().path(), "/async-functions/") else {
+        return ProxyError::UnknownFunction(String::new()).into_response();
+    };
+    if state.routes.get(&name).is_none() {
+        return ProxyError::UnknownFunction(name).into_response();
+    }
+    enqueue(&state, &name, &rest, req).await
+}
+
+/// Queues `req` for function `name` at `rest` (its path inside the function).
+pub async fn enqueue(state: &SharedState, name: &str, rest: &str, req: Request) -> Response {
+    match try_enqueue(state, name, rest, req).await {
+        Ok(call_id) => {
+            state.metrics.async_accepted(name);
+            let mut response = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&call_id) {
+                response.headers_mut().insert(headers::CALL_ID, v);
+            }
+            response
+        }
+        Err(e) => {
+            state.metrics.async_rejected(name, e.status().as_u16());
+            tracing::warn!(function = %name, error = %e, "async call refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn try_enqueue(
+    state: &SharedState,
+    name: &str,
+    rest: &str,
+    req: Request,
+) -> Result<String, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let mut http_headers = parts.headers;
+    check_callback_url(&http_headers)?;
+    let call_id = call_id(&http_headers)?;
+    let limit = state.config.max_async_body;
+    let body = read_body(body, &http_headers, limit).await?;
+    let (_client, js) = state.nats.get()?;
+
+    strip_hop_by_hop(&mut http_headers);
+    let mut nats_headers = async_nats::HeaderMap::new();
+    for (key, value) in &http_headers {
+        if let Ok(v) = value.to_str() {
+            nats_headers.append(key.as_str(), v);
+        }
+    }
+    let path = match parts.uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    nats_headers.insert(headers::ASYNC_METHOD, parts.method.as_str());
+    nats_headers.insert(headers::ASYNC_PATH, path.as_str());
+    nats_headers.insert(headers::CALL_ID, call_id.as_str());
+    nats_headers.insert(headers::NATS_MSG_ID, call_id.as_str());
+
+    let subject = rfa_wire::subjects::async_call(name);
+    let ack = js
+        .publish_with_headers(subject, nats_headers, body)
+        .await
+        .map_err(|e| ProxyError::QueueUnavailable(e.to_string()))?;
+    match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+        Ok(Ok(_)) => Ok(call_id),
+        Ok(Err(e)) => Err(ProxyError::QueueUnavailable(e.to_string())),
+        Err(_) => Err(ProxyError::QueueUnavailable(
+            "JetStream did not acknowledge the call in time".into(),
+        )),
+    }
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<bytes::Bytes, ProxyError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|_| ProxyError::BodyTooLarge { limit })
+}
+
+/// `X-Callback-Url`, when given, must be an absolute http(s) URL.
+fn check_callback_url(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let Some(value) = headers.get(headers::CALLBACK_URL) else {
+        return Ok(());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ProxyError::BadRequest("X-Callback-Url is not valid text".into()))?;
+    let bad = || {
+        ProxyError::BadRequest(format!(
+            "X-Callback-Url must be an absolute http:// or https:// URL, not '{text}'"
+        ))
+    };
+    let uri: Uri = text.parse().map_err(|_| bad())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// The caller's `X-Call-Id` if it is a sane token, or a new random one.
+fn call_id(headers: &HeaderMap) -> Result<String, ProxyError> {
+    match headers.get(headers::CALL_ID) {
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default();
+            let ok = !text.is_empty()
+                && text.len() <= 128
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            if ok {
+                Ok(text.to_string())
+            } else {
+                Err(ProxyError::BadRequest(
+                    "X-Call-Id must be 1 to 128 of A-Z, a-z, 0-9, '-', '_', '.' or ':'".into(),
+                ))
+            }
+        }
+        None => {
+            let bits: u128 = rand::random();
+            Ok(format!("{bits:032x}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn callback_urls() {
+        assert!(check_callback_url(&HeaderMap::new()).is_ok());
+        assert!(check_callback_url(&with("x-callback-url", "http://host.docker.internal:8000/cb")).is_ok());
+        assert!(check_callback_url(&with("x-callback-url", "https://example.org/x")).is_ok());
+        assert!(check_callback_url(&with("x-callback-url", "/relative")).is_err());
+        assert!(check_callback_url(&with("x-callback-url", "ftp://x/y")).is_err());
+        assert!(check_callback_url(&with("x-callback-url", "not a url")).is_err());
+    }
+
+    #[test]
+    fn call_ids() {
+        assert_eq!(call_id(&with("x-call-id", "abc-1")).unwrap(), "abc-1");
+        assert!(call_id(&with("x-call-id", "a b")).is_err());
+        let a = call_id(&HeaderMap::new()).unwrap();
+        let b = call_id(&HeaderMap::new()).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

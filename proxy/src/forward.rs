@@ -1,0 +1,306 @@
+//! The reverse proxy: `/functions/<name>[/<path>]` to a replica of the function and `/store/<path>`
+//! to the document store. Bodies are streamed both ways, never buffered whole; connections to
+//! upstreams are pooled and kept alive.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rfa_wire::route::FunctionKind;
+
+use crate::{ProxyError, SharedState, async_calls, auth};
+
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// The pooled HTTP/1.1 client used for every upstream.
+pub fn client() -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Splits `/<prefix>/<name>[/<rest>]` into the name and the rest (always starting with `/`).
+pub fn split_target(path: &str, prefix: &str) -> Option<(String, String)> {
+    let tail = path.strip_prefix(prefix)?;
+    let (name, rest) = match tail.find('/') {
+        Some(i) => (&tail[..i], &tail[i..]),
+        None => (tail, "/"),
+    };
+    Some((name.to_string(), rest.to_string()))
+}
+
+/// `ANY /functions/<name>[/<path>]`.
+pub async fn function(State(state): State<SharedState>, req: Request) -> Response {
+    let Some((name, rest)) = split_target(req.uri().path(), "/functions/") else {
+        return ProxyError::UnknownFunction(String::new()).into_response();
+    };
+    let (route, upstream) = match state.routes.pick(&name) {
+        Ok(picked) => picked,
+        Err(e) => {
+            state.metrics.invocation(&name, e.status().as_u16(), None);
+            return e.into_response();
+        }
+    };
+    if route.kind == FunctionKind::Async {
+        return async_calls::enqueue(&state, &name, &rest, req).await;
+    }
+    state.metrics.started(&name);
+    let started = Instant::now();
+    let result = proxy(&state, &upstream, &rest, req, state.config.max_body, &name).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed");
+            e.into_response()
+        }
+    };
+    state
+        .metrics
+        .invocation(&name, response.status().as_u16(), Some(started.elapsed()));
+    response
+}
+
+/// `ANY /store/<path>`: the store API, token required.
+pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
+    if let Err(e) = auth::check(req.headers(), &state.config.token) {
+        return e.into_response();
+    }
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/store")
+        .unwrap_or("/")
+        .to_string();
+    let rest = if rest.is_empty() { "/".to_string() } else { rest };
+    let authority = state
+        .config
+        .store_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    match proxy(&state, &authority, &rest, req, state.config.max_body, "store").await {
+        Ok(response) => response,
+        Err(ProxyError::Upstream { reason, .. }) | Err(ProxyError::Timeout { name: reason, .. }) => {
+            ProxyError::StoreUnavailable(reason).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Sends `req` to `http://<authority><path>?<query>` and streams the answer back.
+async fn proxy(
+    state: &SharedState,
+    authority: &str,
+    path: &str,
+    req: Request,
+    limit: u64,
+    name: &str,
+) -> Result<Response, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    if let Some(length) = content_length(&parts.headers) {
+        if length > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+    }
+    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let uri: Uri = format!("http://{authority}{path}{query}")
+        .parse()
+        .map_err(|e| ProxyError::BadRequest(format!("cannot forward to this path: {e}")))?;
+
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let original_host = parts.headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    add_forwarded(&mut parts.headers, client_ip, original_host, name);
+    parts.uri = uri;
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = Body::new(LimitedBody {
+        inner: body,
+        remaining: limit,
+        limit,
+        exceeded: exceeded.clone(),
+    });
+    let upstream_req = Request::from_parts(parts, body);
+
+    let timeout = state.config.upstream_timeout;
+    let answer = tokio::time::timeout(timeout, state.client.request(upstream_req)).await;
+    let response = match answer {
+        Err(_) => {
+            return Err(ProxyError::Timeout {
+                name: name.to_string(),
+                seconds: timeout.as_secs(),
+            });
+        }
+        Ok(Err(e)) => {
+            if exceeded.load(Ordering::Relaxed) {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+            return Err(ProxyError::Upstream {
+                name: name.to_string(),
+                reason: error_chain(&e),
+            });
+        }
+        Ok(Ok(response)) => response,
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Removes the hop-by-hop headers and any header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| HeaderName::from_bytes(v.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in rfa_wire::HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: Option<String>,
+    host: Option<HeaderValue>,
+    name: &str,
+) {
+    if let Some(ip) = client_ip {
+        let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(v) = HeaderValue::from_str(&format!("/functions/{name}")) {
+        headers.insert("x-forwarded-prefix", v);
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A request body that fails once more than `limit` bytes have passed, and says so in `exceeded`.
+struct LimitedBody {
+    inner: Body,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl HttpBody for LimitedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > this.remaining {
+                        this.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(axum::Error::new(
+                            ProxyError::BodyTooLarge { limit: this.limit },
+                        ))));
+                    }
+                    this.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_targets() {
+        assert_eq!(
+            split_target("/functions/a", "/functions/"),
+            Some(("a".into(), "/".into()))
+        );
+        assert_eq!(
+            split_target("/functions/a/b/c", "/functions/"),
+            Some(("a".into(), "/b/c".into()))
+        );
+        assert_eq!(
+            split_target("/functions/a/", "/functions/"),
+            Some(("a".into(), "/".into()))
+        );
+        assert_eq!(split_target("/other/a", "/functions/"), None);
+    }
+
+    #[test]
+    fn strips_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

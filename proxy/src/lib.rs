@@ -1,0 +1,90 @@
+//! The rfaas gateway.
+//!
+//! One axum server on `:9999` inside `rfa-net` (published on the host's loopback):
+//!
+//! - `/functions/<name>[/<path>]` is reverse-proxied, streamed, to one of the function's replicas
+//!   ([`forward`]); functions deployed `async` are queued instead ([`async_calls`]).
+//! - `/async-functions/<name>[/<path>]` queues any function's call on JetStream and answers `202`.
+//! - `/system/functions[/<name>]` is the admin API the CLI uses to register routes ([`admin`]),
+//!   behind the bearer token ([`auth`]); the route table is persisted ([`routes`]).
+//! - `/store/<path>` is forwarded to the document store, behind the token.
+//! - `/healthz` and `/metrics` (OpenFaaS gateway metric names, [`metrics`]).
+//!
+//! The gateway knows nothing about Docker: the CLI tells it where each function's replicas are.
+
+pub mod admin;
+pub mod async_calls;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::ProxyError;
+
+/// Everything a request handler needs, shared by all requests.
+pub struct AppState {
+    pub config: Config,
+    pub routes: routes::RouteTable,
+    pub client: forward::Client,
+    pub metrics: metrics::Metrics,
+    pub nats: async_calls::Nats,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Builds the gateway's router over `state`.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::handler))
+        .route("/functions/{name}", any(forward::function))
+        .route("/functions/{name}/", any(forward::function))
+        .route("/functions/{name}/{*rest}", any(forward::function))
+        .route("/async-functions/{name}", any(async_calls::handler))
+        .route("/async-functions/{name}/", any(async_calls::handler))
+        .route("/async-functions/{name}/{*rest}", any(async_calls::handler))
+        .route("/system/functions", get(admin::list))
+        .route(
+            "/system/functions/{name}",
+            get(admin::get_one).put(admin::put).delete(admin::delete),
+        )
+        .route("/store", any(forward::store))
+        .route("/store/{*rest}", any(forward::store))
+        .fallback(|| async { rfa_wire::Problem::not_found("no such route on the rfaas gateway") })
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let routes = routes::RouteTable::load(config.data_dir.as_deref())?;
+    let metrics = metrics::Metrics::new()?;
+    metrics.set_service_counts(&routes.all());
+    let nats = async_calls::Nats::start(config.nats_url.clone());
+    let state = Arc::new(AppState {
+        client: forward::client(),
+        config,
+        routes,
+        metrics,
+        nats,
+    });
+    tracing::info!(addr = %listener.local_addr()?, "rfa-proxy listening");
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

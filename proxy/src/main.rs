@@ -1,0 +1,40 @@
+//! `rfa-proxy`: the gateway binary. Configuration comes from the environment (see `Config`).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = rfa_proxy::Config::from_env()?;
+    let port: u16 = std::env::var(rfa_wire::env::PORT)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(rfa_wire::PROXY_PORT);
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    rfa_proxy::run(listener, config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

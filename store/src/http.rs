@@ -1,0 +1,361 @@
+//! The HTTP API (axum): routes, request validation and the mapping of every error to an
+//! `application/problem+json` body ([`Problem`]).
+//!
+//! Validation happens before anything is written, in this order: table name (400), id (400 on
+//! PUT, 404 elsewhere: such an id cannot exist), body size (413), body is JSON (400), body is a
+//! JSON object (400). Conditions (`If-Match`, 412) and existence (404) are checked inside the
+//! write's transaction, so a failed condition writes nothing either.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rfa_wire::Problem;
+use rfa_wire::names::{TABLE_NAME_RULE, is_valid_table_name};
+use rfa_wire::store::{Envelope, EventKind};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::Shared;
+use crate::db::{DbError, IfMatch, Op};
+use crate::id::{ID_RULE, is_valid_id, new_id};
+
+/// Default page size of `GET /tables/<t>/docs`.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 1000;
+
+type Result<T, E = Problem> = std::result::Result<T, E>;
+
+/// The store's router.
+pub fn router(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/tables", get(list_tables))
+        .route("/tables/{table}/docs", get(list_docs).post(create_doc))
+        .route(
+            "/tables/{table}/docs/{id}",
+            get(get_doc)
+                .put(put_doc)
+                .patch(patch_doc)
+                .delete(delete_doc),
+        )
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .with_state(shared)
+}
+
+/// Counts every request and turns axum's bare 405 into a problem (keeping `Allow`).
+async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let mut response = next.run(req).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} is not allowed on this route"),
+        )
+        .into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    let label = match method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE => method.as_str(),
+        _ => "other",
+    };
+    shared.metrics.observe_request(
+        label,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.metrics.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => internal(&e).into_response(),
+    }
+}
+
+async fn list_tables(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.db.tables() {
+        Ok(tables) => axum::Json(tables).into_response(),
+        Err(e) => internal(&e).into_response(),
+    }
+}
+
+/// Query of `GET /tables/<t>/docs`; parsed by hand for precise errors.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+async fn list_docs(
+    State(shared): State<Arc<Shared>>,
+    table: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response> {
+    let table = table_name(table.map(|Path(t)| t))?;
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(Problem::bad_request(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}, not {text:?}"
+                )));
+            }
+        },
+    };
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(after) if is_valid_id(after) => Some(after),
+        Some(after) => {
+            return Err(Problem::bad_request(format!(
+                "after must be a document id ({ID_RULE}), not {after:?}"
+            )));
+        }
+    };
+    let page = shared
+        .db
+        .list(&table, after, limit)
+        .map_err(|e| internal(&e))?;
+    Ok(axum::Json(page).into_response())
+}
+
+async fn get_doc(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response> {
+    let (table, id) = doc_path(path, false)?;
+    match shared.db.get(&table, &id) {
+        Ok(Some(envelope)) => Ok(envelope_response(StatusCode::OK, &envelope, false)),
+        Ok(None) => Err(not_found(&table, &id)),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
+async fn create_doc(
+    State(shared): State<Arc<Shared>>,
+    table: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let table = table_name(table.map(|Path(t)| t))?;
+    let data = json_object(body)?;
+    // A generated id is taken only if a client PUT that very id; then take the next one.
+    for _ in 0..3 {
+        let id = new_id();
+        match shared.write(&table, &id, Op::Create(&data), None).await {
+            Err(DbError::IdTaken) => continue,
+            result => {
+                let committed = result.map_err(|e| write_problem(e, &table, &id))?;
+                return Ok(envelope_response(
+                    StatusCode::CREATED,
+                    &committed.envelope,
+                    true,
+                ));
+            }
+        }
+    }
+    Err(internal(&"could not find a free document id"))
+}
+
+async fn put_doc(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let (table, id) = doc_path(path, true)?;
+    let if_match = if_match(&headers)?;
+    let data = json_object(body)?;
+    let committed = shared
+        .write(&table, &id, Op::Put(&data), if_match.as_ref())
+        .await
+        .map_err(|e| write_problem(e, &table, &id))?;
+    Ok(match committed.kind {
+        EventKind::NewDoc => envelope_response(StatusCode::CREATED, &committed.envelope, true),
+        _ => envelope_response(StatusCode::OK, &committed.envelope, false),
+    })
+}
+
+async fn patch_doc(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let (table, id) = doc_path(path, false)?;
+    let if_match = if_match(&headers)?;
+    let patch = json_object(body)?;
+    let committed = shared
+        .write(&table, &id, Op::Patch(&patch), if_match.as_ref())
+        .await
+        .map_err(|e| write_problem(e, &table, &id))?;
+    Ok(envelope_response(
+        StatusCode::OK,
+        &committed.envelope,
+        false,
+    ))
+}
+
+async fn delete_doc(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (table, id) = doc_path(path, false)?;
+    let if_match = if_match(&headers)?;
+    shared
+        .write(&table, &id, Op::Delete, if_match.as_ref())
+        .await
+        .map_err(|e| write_problem(e, &table, &id))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The envelope as JSON with its `ETag` (and `Location` for a created document).
+fn envelope_response(status: StatusCode, envelope: &Envelope, location: bool) -> Response {
+    let mut response = (status, axum::Json(envelope)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", envelope.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if location {
+        let path = format!("/tables/{}/docs/{}", envelope.table, envelope.id);
+        if let Ok(path) = HeaderValue::from_str(&path) {
+            headers.insert(header::LOCATION, path);
+        }
+    }
+    response
+}
+
+fn table_name(table: Result<String, PathRejection>) -> Result<String> {
+    let table = table.map_err(|e| Problem::bad_request(e.body_text()))?;
+    if is_valid_table_name(&table) {
+        Ok(table)
+    } else {
+        Err(Problem::bad_request(format!(
+            "invalid table name {table:?}: a table name is {TABLE_NAME_RULE}"
+        )))
+    }
+}
+
+/// Table and id of a document route. An id that breaks the rule is a 400 where it would be
+/// created (PUT) and a 404 elsewhere.
+fn doc_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+    creating: bool,
+) -> Result<(String, String)> {
+    let Path((table, id)) = path.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let table = table_name(Ok(table))?;
+    if !is_valid_id(&id) {
+        return Err(if creating {
+            Problem::bad_request(format!("invalid document id {id:?}: an id is {ID_RULE}"))
+        } else {
+            not_found(&table, &id)
+        });
+    }
+    Ok((table, id))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>> {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Problem::bad_request("If-Match is not valid ASCII"))
+        })
+        .collect::<Result<_>>()?;
+    if values.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(IfMatch::parse(&values.join(","))))
+    }
+}
+
+/// The body as a JSON object, or the problem with it.
+fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(status, "the request body is larger than the store accepts")
+        } else {
+            Problem::new(status, e.body_text())
+        }
+    })?;
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Problem::bad_request(format!(
+            "the body must be a JSON object, not {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(Problem::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn not_found(table: &str, id: &str) -> Problem {
+    Problem::not_found(format!("no document {id:?} in table {table:?}"))
+}
+
+fn write_problem(e: DbError, table: &str, id: &str) -> Problem {
+    match e {
+        DbError::NotFound => not_found(table, id),
+        DbError::PreconditionFailed => Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("If-Match does not match the current version of document {id:?}"),
+        ),
+        e @ DbError::TooLarge { .. } => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        e => internal(&e),
+    }
+}
+
+/// A 500, logged with its cause; the client gets no internals.
+fn internal(e: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, "request failed");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the store failed to handle the request; see its log",
+    )
+}

@@ -1,0 +1,57 @@
+//! The `rfa-store` binary: reads its configuration from the environment, logs JSON lines to
+//! stdout and serves until SIGTERM or SIGINT, then flushes the database and exits.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `RFAAS_PORT` | 5001 | port to listen on (all interfaces) |
+//! | `RFAAS_DATA_DIR` | `/data` | where the database lives |
+//! | `RFAAS_NATS_URL` | unset | NATS to publish events to; unset keeps them in the outbox |
+//! | `RUST_LOG` | `info` | log filter |
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rfa_wire::{STORE_PORT, env};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stdout)
+        .init();
+
+    let port = match std::env::var(env::PORT) {
+        Ok(p) => p
+            .parse::<u16>()
+            .with_context(|| format!("{} must be a port number, not {p:?}", env::PORT))?,
+        Err(_) => STORE_PORT,
+    };
+    let data_dir = std::env::var_os(env::DATA_DIR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/data"));
+    let mut config = rfa_store::Config::new(data_dir);
+    config.nats_url = std::env::var(env::NATS_URL).ok().filter(|u| !u.is_empty());
+
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+        .await
+        .with_context(|| format!("cannot listen on port {port}"))?;
+
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    };
+
+    rfa_store::run(listener, config, shutdown)
+        .await
+        .context("rfa-store failed")?;
+    Ok(())
+}

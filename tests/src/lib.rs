@@ -1,0 +1,246 @@
+//! Helpers for the end-to-end tests: each test runs the real `proxyCli` against the real Docker
+//! engine in a platform instance of its own (`--instance`, its own port and config directory),
+//! so tests run in parallel and never touch a platform the user runs.
+//!
+//! The binaries are the release builds in `target/release` (the test command builds them first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use reqwest;
+pub use serde_json;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `target/release/proxyCli`.
+pub fn cli_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let path = target.join("release").join("proxyCli");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The result of one CLI run, with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "command failed:\n{self}");
+        self
+    }
+
+    /// Panics unless the command failed.
+    pub fn failed(self) -> Run {
+        assert_ne!(self.code, 0, "command should have failed:\n{self}");
+        self
+    }
+
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// One platform instance owned by a test. Dropping it removes everything it made.
+pub struct Platform {
+    pub instance: String,
+    pub port: u16,
+    config: tempfile::TempDir,
+    started: bool,
+}
+
+impl Platform {
+    /// A new, not yet started instance named after `test`.
+    pub fn new(test: &str) -> Platform {
+        let suffix: u32 = rand::random::<u32>() % 100_000;
+        let instance = format!("t-{}-{suffix}", test.replace('_', "-"));
+        Platform {
+            instance,
+            port: free_port(),
+            config: tempfile::tempdir().expect("a temp dir"),
+            started: false,
+        }
+    }
+
+    /// Starts it and waits until `startFaas` reports it up.
+    pub fn start(test: &str) -> Platform {
+        let mut p = Platform::new(test);
+        p.start_faas(&[]).ok();
+        p
+    }
+
+    /// Runs `proxyCli startFaas --port <port> <extra>`.
+    pub fn start_faas(&mut self, extra: &[&str]) -> Run {
+        self.started = true;
+        let port = self.port.to_string();
+        let mut args = vec!["startFaas", "--port", port.as_str()];
+        args.extend_from_slice(extra);
+        self.cli(&args)
+    }
+
+    /// Runs `proxyCli <args>` for this instance.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        self.cli_env(args, &[])
+    }
+
+    /// Runs `proxyCli <args>` for this instance with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(cli_path());
+        cmd.args(args)
+            .env("RFAAS_INSTANCE", &self.instance)
+            .env("XDG_CONFIG_HOME", self.config.path())
+            .env_remove("RFAAS_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("proxyCli runs"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The admin token `startFaas` wrote.
+    pub fn token(&self) -> String {
+        let path = self
+            .config
+            .path()
+            .join("rfaas")
+            .join(format!("token-{}", self.instance));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("token at {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.config
+            .path()
+            .join("rfaas")
+            .join(format!("token-{}", self.instance))
+    }
+
+    /// `<base>-<instance>`: the name of one of this instance's objects.
+    pub fn object(&self, base: &str) -> String {
+        format!("{base}-{}", self.instance)
+    }
+
+    /// Names of containers labelled as this instance's.
+    pub fn containers(&self) -> Vec<String> {
+        docker_lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.rfaas.instance={}", self.instance),
+            "--format",
+            "{{.Names}}",
+        ])
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if self.started {
+            let _ = self.cli(&["stopFaas", "--prune"]);
+        }
+    }
+}
+
+/// Runs `docker <args>`; panics if docker fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Non-empty output lines of `docker <args>`.
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    docker(args)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `docker inspect <name>` as JSON (the first object).
+pub fn inspect(name: &str) -> serde_json::Value {
+    let text = docker(&["inspect", name]);
+    let list: serde_json::Value = serde_json::from_str(&text).expect("inspect JSON");
+    list[0].clone()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A reqwest client for loopback calls.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}

@@ -1,0 +1,109 @@
+//! Everything that crosses a process boundary in rfaas and must be spelled the same on both
+//! sides: ports, environment variables, HTTP headers, NATS subjects and streams, the store's
+//! document envelope and event payload, the route records the CLI registers with the proxy, and
+//! the `application/problem+json` error body.
+//!
+//! This crate knows no I/O: it holds names, shapes and validation rules only.
+
+pub mod names;
+pub mod problem;
+pub mod route;
+pub mod store;
+
+pub use problem::Problem;
+
+/// Port the gateway listens on inside `rfa-net` (and, by default, on the host's loopback).
+pub const PROXY_PORT: u16 = 9999;
+/// Port the document store listens on inside `rfa-net`.
+pub const STORE_PORT: u16 = 5001;
+/// Port every function container listens on.
+pub const FUNCTION_PORT: u16 = 6000;
+/// NATS client port inside `rfa-net`.
+pub const NATS_PORT: u16 = 4222;
+/// NATS monitoring port (its `/healthz` tells when JetStream is ready).
+pub const NATS_MONITOR_PORT: u16 = 8222;
+
+/// Environment variables the platform sets in its containers.
+pub mod env {
+    /// URL of the NATS server (`nats://rfa-nats:4222` inside an instance).
+    pub const NATS_URL: &str = "RFAAS_NATS_URL";
+    /// Base URL of the document store (`http://rfa-store:5001`).
+    pub const STORE_URL: &str = "RFAAS_STORE_URL";
+    /// The deployed function's name.
+    pub const FUNCTION_NAME: &str = "RFAAS_FUNCTION_NAME";
+    /// The function's kind: `http`, `async` or `main`.
+    pub const FUNCTION_KIND: &str = "RFAAS_FUNCTION_KIND";
+    /// The admin bearer token (proxy only).
+    pub const TOKEN: &str = "RFAAS_TOKEN";
+    /// Where a platform server keeps its data (`/data`).
+    pub const DATA_DIR: &str = "RFAAS_DATA_DIR";
+    /// The port a server listens on.
+    pub const PORT: &str = "RFAAS_PORT";
+    /// Largest request body the gateway accepts for sync calls, in bytes.
+    pub const MAX_BODY: &str = "RFAAS_MAX_BODY_BYTES";
+    /// Largest async call body, in bytes.
+    pub const MAX_ASYNC_BODY: &str = "RFAAS_MAX_ASYNC_BODY_BYTES";
+    /// Upstream timeout of the gateway, in seconds.
+    pub const UPSTREAM_TIMEOUT: &str = "RFAAS_UPSTREAM_TIMEOUT_SECONDS";
+    /// Most async calls one function replica runs at once (default 8); also the `max_ack_pending`
+    /// of the function's shared JetStream consumer.
+    pub const MAX_INFLIGHT: &str = "RFAAS_MAX_INFLIGHT";
+}
+
+/// HTTP header names used across rfaas (OpenFaaS spellings where one exists).
+pub mod headers {
+    pub const CALL_ID: &str = "x-call-id";
+    pub const CALLBACK_URL: &str = "x-callback-url";
+    pub const FUNCTION_NAME: &str = "x-function-name";
+    pub const FUNCTION_STATUS: &str = "x-function-status";
+    pub const DURATION_SECONDS: &str = "x-duration-seconds";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+    /// On an async call's NATS message: the HTTP method of the original request.
+    pub const ASYNC_METHOD: &str = "Rfa-Method";
+    /// On an async call's NATS message: the path inside the function (`/` + rest), with `?query`.
+    pub const ASYNC_PATH: &str = "Rfa-Path";
+    /// On a dead-lettered message: why it was given up.
+    pub const DEAD_REASON: &str = "Rfa-Dead-Reason";
+}
+
+/// NATS subjects and JetStream streams.
+pub mod subjects {
+    /// Stream holding async calls (work queue, file storage).
+    pub const ASYNC_STREAM: &str = "RFA_ASYNC";
+    /// Stream holding store events.
+    pub const STORE_STREAM: &str = "RFA_STORE";
+    /// Stream holding given-up async calls and events, for inspection.
+    pub const DEAD_STREAM: &str = "RFA_DEAD";
+
+    /// `rfa.async.<name>`: the async calls of one function.
+    pub fn async_call(function: &str) -> String {
+        format!("rfa.async.{function}")
+    }
+
+    /// `rfa.store.<table>.<event>.<id>`.
+    pub fn store_event(table: &str, event: &str, id: &str) -> String {
+        format!("rfa.store.{table}.{event}.{id}")
+    }
+
+    /// `rfa.dead.<name>`: given-up work of one function.
+    pub fn dead_letter(function: &str) -> String {
+        format!("rfa.dead.{function}")
+    }
+}
+
+/// Headers that describe one connection rather than a message (RFC 9110 §7.6.1); a proxy drops
+/// them, along with any header named in `Connection`.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+#[cfg(feature = "nats")]
+pub mod streams;
