@@ -124,7 +124,9 @@ impl Engine {
         &self,
         filters: HashMap<String, Vec<String>>,
     ) -> anyhow::Result<Vec<ImageSummary>> {
-        let options = ListImagesOptionsBuilder::default().filters(&filters).build();
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         self.docker
             .list_images(Some(options))
             .await
@@ -168,7 +170,9 @@ impl Engine {
     /// Ids of networks whose name is exactly `name`.
     async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let networks = self
             .docker
             .list_networks(Some(options))
@@ -186,7 +190,9 @@ impl Engine {
         &self,
         filters: HashMap<String, Vec<String>>,
     ) -> anyhow::Result<Vec<String>> {
-        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let networks = self
             .docker
             .list_networks(Some(options))
@@ -229,7 +235,9 @@ impl Engine {
         &self,
         filters: HashMap<String, Vec<String>>,
     ) -> anyhow::Result<Vec<String>> {
-        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let list = self
             .docker
             .list_volumes(Some(options))
@@ -241,7 +249,9 @@ impl Engine {
             match self.docker.remove_volume(&v.name, Some(options)).await {
                 Ok(()) => removed.push(v.name),
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot remove volume {}", v.name)),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove volume {}", v.name));
+                }
             }
         }
         Ok(removed)
@@ -359,7 +369,9 @@ impl Engine {
         if let Err(e) = self.docker.start_container(&spec.name, None).await {
             let message = e.to_string();
             self.remove_container(&spec.name).await.ok();
-            if message.contains("port is already allocated") || message.contains("address already in use") {
+            if message.contains("port is already allocated")
+                || message.contains("address already in use")
+            {
                 let port = spec.publish.as_ref().map(|p| p.1).unwrap_or_default();
                 bail!(
                     "cannot start {}: port {port} is already in use on the host. \
@@ -451,7 +463,11 @@ impl Engine {
             .follow(follow)
             .stdout(true)
             .stderr(true)
-            .tail(&tail.map(|t| t.to_string()).unwrap_or_else(|| "all".to_string()))
+            .tail(
+                &tail
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "all".to_string()),
+            )
             .build();
         let mut stream = self.docker.logs(name, Some(options));
         while let Some(item) = stream.next().await {

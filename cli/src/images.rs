@@ -22,7 +22,6 @@ use crate::instance::{LABEL_FUNCTION, LABEL_MANAGED, LABEL_ROLE, Role};
 pub const UID: u64 = 10001;
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-const LIBGCC: &str = "libgcc_s.so.1";
 
 /// An in-memory tar of a root filesystem, with reproducible metadata (mtime 0).
 struct RootFs {
@@ -170,7 +169,10 @@ pub fn linked_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
             None => line.split_whitespace().next().unwrap_or(""),
         };
         if line.contains("not found") {
-            bail!("{} needs a library this host lacks: {line}", binary.display());
+            bail!(
+                "{} needs a library this host lacks: {line}",
+                binary.display()
+            );
         }
         if path.starts_with('/') {
             libs.push(PathBuf::from(path));
@@ -179,20 +181,27 @@ pub fn linked_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
-fn find_libgcc() -> Option<PathBuf> {
-    let output = std::process::Command::new("ldconfig").arg("-p").output().ok()?;
+/// Resolves a library's soname (`libm.so.6`) to its host path with `ldconfig -p`.
+fn find_library(soname: &str) -> Option<PathBuf> {
+    let output = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .filter(|l| l.trim_start().starts_with(LIBGCC))
+    let arch = std::env::consts::ARCH.replace('_', "-");
+    let candidates: Vec<PathBuf> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{soname} ")))
         .filter_map(|l| l.split("=>").nth(1))
         .map(|p| PathBuf::from(p.trim()))
-        .find(|p| p.is_file())
-        .or_else(|| {
-            ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64"]
-                .iter()
-                .map(|d| Path::new(d).join(LIBGCC))
-                .find(|p| p.is_file())
-        })
+        .filter(|p| p.is_file())
+        .collect();
+    // Prefer the machine's own architecture over multilib copies.
+    candidates
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&arch))
+        .or(candidates.first())
+        .cloned()
 }
 
 fn hash(data: &[u8]) -> String {
@@ -200,17 +209,35 @@ fn hash(data: &[u8]) -> String {
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The libraries the base image holds: what `binaries` link, plus libgcc_s (Rust's unwinder).
-fn base_libraries(binaries: &[PathBuf]) -> anyhow::Result<BTreeSet<PathBuf>> {
-    let mut libs = BTreeSet::new();
-    for b in binaries {
-        libs.extend(linked_libraries(b)?);
-    }
-    if let Some(gcc) = find_libgcc() {
-        libs.insert(gcc);
+/// The host runtime the base holds: the loader and glibc as this CLI links them, plus the
+/// glibc family and libgcc_s (Rust's unwinder) that any binary built here may link. Fixed, so
+/// the base is the same whichever binaries run on it; an image whose binary links anything else
+/// carries that library in its own layer.
+fn base_libraries() -> anyhow::Result<BTreeSet<PathBuf>> {
+    let mut libs: BTreeSet<PathBuf> = std::env::current_exe()
+        .ok()
+        .map(|exe| linked_libraries(&exe))
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for soname in RUNTIME_LIBRARIES {
+        if let Some(path) = find_library(soname) {
+            libs.insert(path);
+        }
     }
     Ok(libs)
 }
+
+const RUNTIME_LIBRARIES: [&str; 7] = [
+    "libc.so.6",
+    "libm.so.6",
+    "libgcc_s.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+];
 
 /// The base image: its tag and build context.
 pub struct BaseImage {
@@ -221,9 +248,9 @@ pub struct BaseImage {
 }
 
 impl BaseImage {
-    /// Assembles the base from the host; `binaries` are the rfaas binaries it must run.
-    pub fn assemble(binaries: &[PathBuf]) -> anyhow::Result<BaseImage> {
-        let libraries = base_libraries(binaries)?;
+    /// Assembles the base from the host's runtime.
+    pub fn assemble() -> anyhow::Result<BaseImage> {
+        let libraries = base_libraries()?;
         let mut fs = RootFs::new();
         fs.dir("/tmp", 0o1777, 0)?;
         fs.dir("/data", 0o700, UID)?;
@@ -263,6 +290,14 @@ impl BaseImage {
         })
     }
 
+    /// The base the instance's platform was started on (recorded on its proxy container).
+    pub fn of_platform(recorded: Option<&str>) -> anyhow::Result<BaseImage> {
+        match recorded {
+            Some(tag) if !tag.starts_with("rfa-base:") => Ok(BaseImage::external(tag)),
+            _ => BaseImage::assemble(),
+        }
+    }
+
     /// A user's local image as the base: app images then bring every library they link, and
     /// set the user and entry point themselves.
     pub fn external(image: &str) -> BaseImage {
@@ -274,12 +309,19 @@ impl BaseImage {
     }
 
     /// Builds the base unless an image with its tag exists.
-    pub async fn ensure(&self, engine: &Engine, progress: &crate::progress::Progress) -> anyhow::Result<bool> {
+    pub async fn ensure(
+        &self,
+        engine: &Engine,
+        progress: &crate::progress::Progress,
+    ) -> anyhow::Result<bool> {
         if engine.image_exists(&self.tag).await? {
             return Ok(false);
         }
         let Some(context) = &self.context else {
-            bail!("the base image {} is not on this machine: rfaas never pulls; load it first", self.tag);
+            bail!(
+                "the base image {} is not on this machine: rfaas never pulls; load it first",
+                self.tag
+            );
         };
         progress.step(&format!("building base image {}", self.tag));
         engine
@@ -378,14 +420,16 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let libs = linked_libraries(&exe).unwrap();
         assert!(libs.iter().any(|l| l.to_string_lossy().contains("libc.so")));
-        assert!(libs.iter().any(|l| l.to_string_lossy().contains("ld-linux")));
+        assert!(
+            libs.iter()
+                .any(|l| l.to_string_lossy().contains("ld-linux"))
+        );
     }
 
     #[test]
     fn base_is_reproducible_and_has_the_runtime() {
-        let exe = std::env::current_exe().unwrap();
-        let a = BaseImage::assemble(std::slice::from_ref(&exe)).unwrap();
-        let b = BaseImage::assemble(&[exe]).unwrap();
+        let a = BaseImage::assemble().unwrap();
+        let b = BaseImage::assemble().unwrap();
         assert_eq!(a.tag, b.tag);
         assert!(a.tag.starts_with("rfa-base:"));
         let ctx = a.context.clone().unwrap();
@@ -411,11 +455,14 @@ mod tests {
         assert!(names.iter().any(|n| n == "etc/passwd"));
         assert!(names.iter().any(|n| n == "tmp/"));
         assert!(names.iter().any(|n| n.ends_with("libc.so.6")));
-        assert!(names.iter().any(|n| n.ends_with(LIBGCC)));
+        assert!(names.iter().any(|n| n.ends_with("libgcc_s.so.1")));
     }
 
     #[test]
     fn normalizes() {
-        assert_eq!(normalize(Path::new("/lib64/../lib/x")), PathBuf::from("/lib/x"));
+        assert_eq!(
+            normalize(Path::new("/lib64/../lib/x")),
+            PathBuf::from("/lib/x")
+        );
     }
 }

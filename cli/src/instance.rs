@@ -12,8 +12,12 @@ pub const LABEL_ROLE: &str = "io.rfaas.role";
 pub const LABEL_INSTANCE: &str = "io.rfaas.instance";
 pub const LABEL_FUNCTION: &str = "io.rfaas.function";
 pub const LABEL_SPEC: &str = "io.rfaas.spec";
+/// On the proxy: the base image the platform was started on (function images use it too).
+pub const LABEL_BASE: &str = "io.rfaas.base";
 pub const LABEL_KIND: &str = "io.rfaas.kind";
 pub const LABEL_DEPLOYMENT: &str = "io.rfaas.deployment";
+/// On a function replica: the `alias:port` the gateway reaches it at.
+pub const LABEL_UPSTREAM: &str = "io.rfaas.upstream";
 
 pub const DEFAULT: &str = "default";
 
@@ -49,9 +53,10 @@ impl Instance {
         let name = name.filter(|n| !n.is_empty() && n != DEFAULT);
         if let Some(n) = &name {
             let ok = n.len() <= 32
-                && n.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                && n
-                    .bytes()
+                && n.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && n.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !ok {
                 bail!(

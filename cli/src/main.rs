@@ -1,13 +1,18 @@
 //! `proxyCli`: the rfaas command line. It brings the platform up and down, deploys functions
 //! and shows what runs. Each command lives in its own module under `commands/`.
 
+mod builder;
 mod commands;
+mod deploy_file;
 mod docker;
+mod functions;
+mod gateway;
 mod images;
 mod instance;
 mod paths;
 mod platform;
 mod progress;
+mod shape;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +35,18 @@ enum Command {
     /// Stop and remove the platform's containers and network.
     #[command(name = "stopFaas", alias = "stop-faas")]
     StopFaas(commands::stop_faas::Args),
+    /// Check, build and (re)start the functions of a deploy file.
+    Deploy(commands::deploy::Args),
+    /// List the deployed functions.
+    Details(commands::details::Args),
+    /// Remove functions (containers and routes).
+    Stop(commands::stop::Args),
+    /// Show a function's logs.
+    Logs(commands::logs::Args),
+    /// List rfaas images and this instance's containers.
+    List,
+    /// Scaffold a function crate that deploys as it is.
+    New(commands::new::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,5 +75,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::StartFaas(args) => commands::start_faas::run(&instance, args).await,
         Command::StopFaas(args) => commands::stop_faas::run(&instance, args).await,
+        Command::Deploy(args) => commands::deploy::run(&instance, args).await,
+        Command::Details(args) => commands::details::run(&instance, args).await,
+        Command::Stop(args) => commands::stop::run(&instance, args).await,
+        Command::Logs(args) => commands::logs::run(&instance, args).await,
+        Command::List => commands::list::run(&instance).await,
+        Command::New(args) => commands::new::run(args),
     }
 }

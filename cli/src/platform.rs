@@ -10,7 +10,7 @@ use rfa_wire::{NATS_MONITOR_PORT, NATS_PORT, PROXY_PORT, STORE_PORT, env};
 use sha2::{Digest, Sha256};
 
 use crate::docker::{ContainerSpec, Engine};
-use crate::instance::{Instance, LABEL_SPEC, Role};
+use crate::instance::{Instance, LABEL_BASE, LABEL_SPEC, Role};
 
 /// Where NATS comes from.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Settings {
     pub nats: NatsSource,
     pub otlp_endpoint: Option<String>,
     pub base_image: Option<String>,
+    pub upstream_timeout: u64,
+    pub max_async_body: u64,
 }
 
 /// Reads the instance's admin token, creating it (mode 0600) when `create` is set.
@@ -104,7 +106,9 @@ pub async fn gateway_url(engine: &Engine, instance: &Instance) -> anyhow::Result
     let port = engine
         .published_port(&name, PROXY_PORT)
         .await?
-        .with_context(|| format!("{name} publishes no port: run `proxyCli startFaas` to repair it"))?;
+        .with_context(|| {
+            format!("{name} publishes no port: run `proxyCli startFaas` to repair it")
+        })?;
     let ip = engine
         .inspect(&name)
         .await?
@@ -194,10 +198,16 @@ pub fn specs(
     ));
     let mut proxy_env = vec![
         format!("{}={token}", env::TOKEN),
-        format!("{}=http://{}:{STORE_PORT}", env::STORE_URL, instance.store()),
+        format!(
+            "{}=http://{}:{STORE_PORT}",
+            env::STORE_URL,
+            instance.store()
+        ),
         format!("{}={nats_url}", env::NATS_URL),
         format!("{}=/data", env::DATA_DIR),
         format!("{}={PROXY_PORT}", env::PORT),
+        format!("{}={}", env::UPSTREAM_TIMEOUT, settings.upstream_timeout),
+        format!("{}={}", env::MAX_ASYNC_BODY, settings.max_async_body),
     ];
     proxy_env.extend(otel);
     out.push((
@@ -218,6 +228,8 @@ pub fn specs(
         },
     ));
     for (_, spec) in &mut out {
+        spec.labels
+            .insert(LABEL_BASE.to_string(), images.base.clone());
         let digest = spec_hash(spec);
         spec.labels.insert(LABEL_SPEC.to_string(), digest);
     }
@@ -236,13 +248,23 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
         spec.aliases,
         spec.publish,
         spec.volumes,
-        (spec.memory_bytes, spec.nano_cpus, spec.pids_limit, spec.hardened)
+        (
+            spec.memory_bytes,
+            spec.nano_cpus,
+            spec.pids_limit,
+            spec.hardened
+        )
     ));
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The images the platform runs (already built).
 pub struct PlatformImages {
+    pub base: String,
     pub nats: Option<String>,
     pub store: String,
     pub proxy: String,
@@ -285,7 +307,10 @@ pub async fn wait_healthy(
         let state = engine.inspect(name).await?.and_then(|c| c.state);
         if let Some(state) = state {
             if state.running == Some(false) && state.restarting != Some(true) {
-                last = format!("the container exited with code {}", state.exit_code.unwrap_or(-1));
+                last = format!(
+                    "the container exited with code {}",
+                    state.exit_code.unwrap_or(-1)
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

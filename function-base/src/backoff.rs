@@ -39,7 +39,9 @@ mod tests {
         let max = Duration::from_secs(10);
         for attempt in 0..40 {
             let d = backoff(base, max, attempt);
-            let full = base.saturating_mul(2u32.saturating_pow(attempt.min(30))).min(max);
+            let full = base
+                .saturating_mul(2u32.saturating_pow(attempt.min(30)))
+                .min(max);
             assert!(d <= full && d >= full / 2, "attempt {attempt}: {d:?}");
         }
         assert_eq!(backoff(Duration::ZERO, max, 3), Duration::ZERO);

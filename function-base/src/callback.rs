@@ -113,8 +113,8 @@ impl Callbacks {
             if attempt == self.attempts {
                 break;
             }
-            let wait = retry_after
-                .unwrap_or_else(|| backoff(self.backoff, self.backoff_max, attempt - 1));
+            let wait =
+                retry_after.unwrap_or_else(|| backoff(self.backoff, self.backoff_max, attempt - 1));
             debug!(url, attempt, wait_ms = wait.as_millis() as u64, reason = %last, "callback failed; retrying");
             tokio::time::sleep(wait).await;
         }
@@ -174,7 +174,10 @@ pub(crate) fn callback_headers(
         Ok(v) => {
             out.insert(HeaderName::from_static(name), v);
         }
-        Err(_) => warn!(header = name, "cannot send a header value that is not valid text"),
+        Err(_) => warn!(
+            header = name,
+            "cannot send a header value that is not valid text"
+        ),
     };
     set(headers::CALL_ID, call_id);
     set(headers::FUNCTION_NAME, function);
@@ -197,7 +200,10 @@ mod tests {
         response.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         response.insert(header::CONNECTION, HeaderValue::from_static("x-private"));
         response.insert("x-private", HeaderValue::from_static("1"));
-        response.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        response.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         response.insert("x-custom", HeaderValue::from_static("kept"));
         let out = callback_headers(
             &response,
@@ -208,7 +214,12 @@ mod tests {
         );
         assert_eq!(out["content-type"], "text/plain");
         assert_eq!(out["x-custom"], "kept");
-        for gone in ["content-length", "connection", "x-private", "transfer-encoding"] {
+        for gone in [
+            "content-length",
+            "connection",
+            "x-private",
+            "transfer-encoding",
+        ] {
             assert!(!out.contains_key(gone), "{gone} kept");
         }
         assert_eq!(out["x-call-id"], "call-1");

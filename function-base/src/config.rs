@@ -16,6 +16,11 @@ pub const CALLBACK_ATTEMPTS: &str = "RFAAS_CALLBACK_ATTEMPTS";
 pub const CALLBACK_BACKOFF_MS: &str = "RFAAS_CALLBACK_BACKOFF_MS";
 /// `RFAAS_CALLBACK_TIMEOUT_MS`: how long one callback attempt may take (default 30 s).
 pub const CALLBACK_TIMEOUT_MS: &str = "RFAAS_CALLBACK_TIMEOUT_MS";
+/// `RFAAS_EVENT_ATTEMPTS`: how many times a store-event handler is tried (default 5).
+pub const EVENT_ATTEMPTS: &str = "RFAAS_EVENT_ATTEMPTS";
+/// `RFAAS_EVENT_BACKOFF_MS`: the first wait before a failed event is retried (default 1 s);
+/// it doubles each time, up to 60 s, with jitter.
+pub const EVENT_BACKOFF_MS: &str = "RFAAS_EVENT_BACKOFF_MS";
 
 /// A setting in the environment that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,12 @@ pub struct Config {
     pub callback_backoff_max: Duration,
     /// `RFAAS_CALLBACK_TIMEOUT_MS` (default 30 s): one callback attempt.
     pub callback_timeout: Duration,
+    /// `RFAAS_EVENT_ATTEMPTS` (default 5): tries of a store-event handler before it is given up.
+    pub event_attempts: u32,
+    /// `RFAAS_EVENT_BACKOFF_MS` (default 1 s): first wait before a failed event is retried.
+    pub event_backoff: Duration,
+    /// Longest wait before a failed event is retried (60 s).
+    pub event_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +85,9 @@ impl Default for Config {
             callback_backoff: Duration::from_millis(100),
             callback_backoff_max: Duration::from_secs(10),
             callback_timeout: Duration::from_secs(30),
+            event_attempts: 5,
+            event_backoff: Duration::from_secs(1),
+            event_backoff_max: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +141,12 @@ impl Config {
         }
         if let Some(v) = get(CALLBACK_TIMEOUT_MS) {
             config.callback_timeout = Duration::from_millis(positive(CALLBACK_TIMEOUT_MS, &v)?);
+        }
+        if let Some(v) = get(EVENT_ATTEMPTS) {
+            config.event_attempts = positive(EVENT_ATTEMPTS, &v)?;
+        }
+        if let Some(v) = get(EVENT_BACKOFF_MS) {
+            config.event_backoff = Duration::from_millis(parse(EVENT_BACKOFF_MS, &v)?);
         }
         Ok(config)
     }
@@ -196,7 +216,11 @@ mod tests {
             (ASYNC_ACK_WAIT_MS, "1500"),
             (CALLBACK_ATTEMPTS, "2"),
             (CALLBACK_BACKOFF_MS, "0"),
+            (EVENT_ATTEMPTS, "2"),
+            (EVENT_BACKOFF_MS, "50"),
         ])?;
+        assert_eq!(c.event_attempts, 2);
+        assert_eq!(c.event_backoff, Duration::from_millis(50));
         assert_eq!(c.max_inflight, 3);
         assert_eq!(c.ack_wait, Duration::from_millis(1500));
         assert_eq!(c.callback_attempts, 2);

@@ -10,4 +10,4 @@ pub use axum::{
 pub use serde::{Deserialize, Serialize};
 pub use serde_json::json;
 
-pub use crate::{DocEvent, Service};
+pub use crate::{DocEvent, Service, store};

@@ -21,10 +21,11 @@ use tracing::{error, info, warn};
 
 use crate::backoff::stopped;
 use crate::config::{Config, ConfigError};
-use crate::nats;
-use crate::worker::Worker;
+use crate::events::{EventConsumer, Subscription};
 use crate::metrics::{self, Metrics};
+use crate::nats;
 use crate::service::{Service, panic_message};
+use crate::worker::Worker;
 
 /// Why the runtime could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,7 @@ pub enum RuntimeError {
 /// A function ready to be served: the user's routes and the runtime settings.
 pub struct App {
     router: Router,
+    subscriptions: Vec<Subscription>,
     config: Config,
 }
 
@@ -62,17 +64,22 @@ impl App {
     {
         App {
             router: Router::new().fallback(handler),
+            subscriptions: Vec::new(),
             config,
         }
     }
 
     /// A mainProcess service, as its setup function filled it in.
     pub fn from_service(service: Service, config: Config) -> Result<App, RuntimeError> {
-        let (router, errors) = service.into_parts();
+        let (router, subscriptions, errors) = service.into_parts();
         if !errors.is_empty() {
             return Err(RuntimeError::Setup(errors.join("; ")));
         }
-        Ok(App { router, config })
+        Ok(App {
+            router,
+            subscriptions,
+            config,
+        })
     }
 
     /// The settings this app will run with.
@@ -154,16 +161,26 @@ pub async fn serve(
     let config = app.config;
     let drain = config.drain_timeout;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let mut background = start_background(&config, &router, &metrics, stop_rx.clone());
+    let stop_tx = Arc::new(stop_tx);
+    let mut background = start_background(
+        &config,
+        &router,
+        app.subscriptions,
+        &metrics,
+        stop_rx.clone(),
+    );
 
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, function = config.function_name.as_deref().unwrap_or("-"),
             kind = %config.kind, "listening");
     }
-    let signal = async move {
-        shutdown.await;
-        info!("shutting down: no new connections, finishing in-flight work");
-        let _ = stop_tx.send(true);
+    let signal = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            info!("shutting down: no new connections, finishing in-flight work");
+            stop_tx.send_replace(true);
+        }
     };
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(signal)
@@ -188,33 +205,56 @@ pub async fn serve(
             }
         },
     };
-    if let Some(task) = background.as_mut() {
-        if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
-            warn!("async work still running after the drain time; it will be redelivered");
-            task.abort();
-        }
+    // Also when the server ended on its own: the background work stops too.
+    stop_tx.send_replace(true);
+    if let Some(task) = background.as_mut()
+        && tokio::time::timeout_at(deadline, &mut *task).await.is_err()
+    {
+        warn!("async work still running after the drain time; it will be redelivered");
+        task.abort();
     }
     result.map_err(RuntimeError::Serve)
 }
 
-/// Starts the NATS side (async calls) when NATS is configured.
+/// Starts the NATS side (async calls, store events) when NATS is configured.
 fn start_background(
     config: &Config,
     router: &Router,
+    subscriptions: Vec<Subscription>,
     metrics: &Metrics,
     stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let url = config.nats_url.clone()?;
-    let Some(function) = config.function_name.clone() else {
-        warn!(
-            "{} is set but {} is not: async calls are not run",
-            rfa_wire::env::NATS_URL,
-            rfa_wire::env::FUNCTION_NAME
-        );
-        return None;
+    let (url, function) = match (&config.nats_url, &config.function_name) {
+        (Some(url), Some(function)) => (url.clone(), function.clone()),
+        (None, _) => {
+            if !subscriptions.is_empty() {
+                warn!(
+                    "{} is not set: store events are not delivered",
+                    rfa_wire::env::NATS_URL
+                );
+            }
+            return None;
+        }
+        (Some(_), None) => {
+            warn!(
+                "{} is set but {} is not: async calls and store events are not run",
+                rfa_wire::env::NATS_URL,
+                rfa_wire::env::FUNCTION_NAME
+            );
+            return None;
+        }
     };
-    let worker = Arc::new(Worker::new(function, router.clone(), metrics.clone(), config));
-    Some(tokio::spawn(nats::run(url, worker, stop)))
+    let events = subscriptions
+        .into_iter()
+        .map(|s| Arc::new(EventConsumer::new(&function, s, metrics.clone(), config)))
+        .collect();
+    let worker = Arc::new(Worker::new(
+        function,
+        router.clone(),
+        metrics.clone(),
+        config,
+    ));
+    Some(tokio::spawn(nats::run(url, worker, events, stop)))
 }
 
 /// The user's router wrapped in panic catching and metrics, next to the runtime's endpoints.

@@ -6,48 +6,31 @@
 //! was dead-lettered; a worker killed mid-call leaves it to be redelivered.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
-    self, AckKind, Message,
-    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
-    stream::Stream,
+    self, Message,
+    consumer::{AckPolicy, DeliverPolicy, pull},
 };
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use rfa_wire::{Problem, headers, streams, subjects};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
-use crate::backoff::{sleep_or_stop, stopped};
 use crate::callback::{Callbacks, callback_headers};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::nats::{dead_letter, ensure_stream, retry};
+use crate::nats::{Consume, Process, Settle, dead_letter};
 
 /// A call delivered this many times without being finished (its worker died each time) is
 /// given up and dead-lettered.
 const MAX_DELIVERIES: i64 = 5;
 /// Wait before a call is offered again when it could not be finished cleanly.
 const NAK_DELAY: Duration = Duration::from_secs(5);
-/// Wait before the message stream is opened again after it ended.
-const REOPEN_DELAY: Duration = Duration::from_secs(1);
-
-/// What to tell JetStream when a message is done with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settle {
-    /// Finished (or given up): remove it.
-    Ack,
-    /// Offer it again after this long.
-    Nak(Duration),
-}
 
 /// Runs one function's async calls.
 pub(crate) struct Worker {
@@ -75,110 +58,29 @@ impl Worker {
         &self.function
     }
 
-    /// The shared consumer's settings.
-    fn consumer_config(&self) -> pull::Config {
-        pull::Config {
-            durable_name: Some(format!("fn-{}", self.function)),
-            description: Some(format!("async calls of function {}", self.function)),
-            filter_subject: subjects::async_call(&self.function),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
+    /// How the shared consumer is set up and consumed.
+    pub(crate) fn spec(&self) -> Consume {
+        Consume {
+            what: format!("async calls of {}", self.function),
+            stream: streams::async_calls,
+            consumer: pull::Config {
+                durable_name: Some(format!("fn-{}", self.function)),
+                description: Some(format!("async calls of function {}", self.function)),
+                filter_subject: subjects::async_call(&self.function),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: self.ack_wait,
+                max_ack_pending: i64::try_from(self.max_inflight).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+            max_inflight: self.max_inflight,
             ack_wait: self.ack_wait,
-            max_ack_pending: i64::try_from(self.max_inflight).unwrap_or(i64::MAX),
-            ..Default::default()
         }
-    }
-
-    /// Creates (or updates) the shared consumer; if the server refuses to update an existing
-    /// one, uses it as it is.
-    async fn consumer(&self, stream: &Stream) -> Result<PullConsumer, String> {
-        let config = self.consumer_config();
-        match stream.create_consumer(config.clone()).await {
-            Ok(consumer) => Ok(consumer),
-            Err(create) => {
-                let name = config.durable_name.unwrap_or_default();
-                match stream.get_consumer::<pull::Config>(&name).await {
-                    Ok(consumer) => {
-                        warn!(consumer = %name, error = %create, "cannot update the consumer; using it as it is");
-                        Ok(consumer)
-                    }
-                    Err(get) => Err(format!("create: {create}; get: {get}")),
-                }
-            }
-        }
-    }
-
-    /// Pulls and runs calls until a stop; then waits for the calls in flight.
-    pub(crate) async fn run(self: Arc<Self>, js: jetstream::Context, mut stop: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.max_inflight));
-        let mut tasks = JoinSet::new();
-        'open: loop {
-            let Some(stream) = ensure_stream(&js, streams::async_calls, &mut stop).await else {
-                break;
-            };
-            let Some(consumer) =
-                retry("creating the async consumer", &mut stop, || self.consumer(&stream)).await
-            else {
-                break;
-            };
-            let Some(mut messages) = retry("opening the async message stream", &mut stop, || {
-                consumer
-                    .stream()
-                    .max_messages_per_batch(self.max_inflight)
-                    .messages()
-            })
-            .await
-            else {
-                break;
-            };
-            info!(function = %self.function, max_inflight = self.max_inflight, "async worker ready");
-            loop {
-                while tasks.try_join_next().is_some() {}
-                let permit = tokio::select! {
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'open,
-                    },
-                    () = stopped(&mut stop) => break 'open,
-                };
-                let next = tokio::select! {
-                    next = messages.next() => next,
-                    () = stopped(&mut stop) => break 'open,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        tasks.spawn(self.clone().handle(js.clone(), message, permit));
-                    }
-                    Some(Err(e)) => {
-                        use jetstream::consumer::pull::MessagesErrorKind as Kind;
-                        warn!(function = %self.function, error = %e, "async message stream error");
-                        if matches!(
-                            e.kind(),
-                            Kind::ConsumerDeleted | Kind::PushBasedConsumer | Kind::RequestLimitExceeded
-                        ) {
-                            break;
-                        }
-                    }
-                    None => break,
-                }
-            }
-            if sleep_or_stop(REOPEN_DELAY, &mut stop).await {
-                break;
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-        debug!(function = %self.function, "async worker stopped");
-    }
-
-    /// Runs one call and settles its message.
-    async fn handle(self: Arc<Self>, js: jetstream::Context, message: Message, _permit: OwnedSemaphorePermit) {
-        let _inflight = self.metrics.async_inflight();
-        let settle = keep_alive(&message, self.ack_wait, self.process(&js, &message)).await;
-        settle_message(&message, settle).await;
     }
 
     /// Runs the call, delivers its callback, and says how to settle the message.
-    async fn process(&self, js: &jetstream::Context, message: &Message) -> Settle {
+    async fn run_call(&self, js: &jetstream::Context, message: &Message) -> Settle {
+        let _inflight = self.metrics.async_inflight();
         let call = AsyncCall::from_message(message);
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         if delivered > MAX_DELIVERIES {
@@ -205,7 +107,13 @@ impl Worker {
         let Some(url) = call.callback_url.as_deref() else {
             return Settle::Ack;
         };
-        let headers = callback_headers(&response_headers, &call.call_id, &self.function, status, duration);
+        let headers = callback_headers(
+            &response_headers,
+            &call.call_id,
+            &self.function,
+            status,
+            duration,
+        );
         match self.callbacks.deliver(url, &headers, body).await {
             Ok(delivered) => {
                 if delivered.status.is_client_error() {
@@ -220,14 +128,23 @@ impl Worker {
             Err(e) => {
                 self.metrics.callback_failed();
                 error!(function = %self.function, call_id = %call.call_id, url, error = %e, "callback given up");
-                self.give_up(js, message, &format!("callback to {url} failed: {e}")).await
+                self.give_up(js, message, &format!("callback to {url} failed: {e}"))
+                    .await
             }
         }
     }
 
     /// Dead-letters the message; if even that fails, offers the call again later.
     async fn give_up(&self, js: &jetstream::Context, message: &Message, reason: &str) -> Settle {
-        match dead_letter(js, &self.function, message.headers.as_ref(), message.payload.clone(), reason).await {
+        match dead_letter(
+            js,
+            &self.function,
+            message.headers.as_ref(),
+            message.payload.clone(),
+            reason,
+        )
+        .await
+        {
             Ok(()) => Settle::Ack,
             Err(e) => {
                 error!(function = %self.function, error = %e, "cannot dead-letter the call; it will be offered again");
@@ -260,43 +177,29 @@ impl Worker {
             Ok(bytes) => (parts.status, parts.headers, bytes),
             Err(e) => {
                 error!(function = %self.function, call_id = %call.call_id, error = %e, "cannot read the function's response body");
-                let problem = Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the function's response body failed");
+                let problem = Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the function's response body failed",
+                );
                 let bytes = Bytes::from(serde_json::to_vec(&problem).unwrap_or_default());
                 let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rfa_wire::problem::CONTENT_TYPE));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(rfa_wire::problem::CONTENT_TYPE),
+                );
                 (StatusCode::INTERNAL_SERVER_ERROR, headers, bytes)
             }
         }
     }
 }
 
-/// Acks or naks a message, logging a failure (the message is then redelivered later).
-pub(crate) async fn settle_message(message: &Message, settle: Settle) {
-    let result = match settle {
-        Settle::Ack => message.double_ack().await,
-        Settle::Nak(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
-    };
-    if let Err(e) = result {
-        warn!(subject = %message.subject, error = %e, ?settle, "cannot settle the message; it will be redelivered");
-    }
-}
-
-/// Runs `work`, telling JetStream every third of `ack_wait` that the message is still being
-/// worked on, so that a long call is not redelivered to another worker.
-pub(crate) async fn keep_alive<F: Future>(message: &Message, ack_wait: Duration, work: F) -> F::Output {
-    let period = (ack_wait * 100).max(Duration::from_millis(50));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            output = &mut work => return output,
-            _ = tick.tick() => {
-                if let Err(e) = message.ack_with(AckKind::Progress).await {
-                    debug!(subject = %message.subject, error = %e, "cannot send a progress ack");
-                }
-            }
-        }
+impl Process for Worker {
+    fn process(
+        &self,
+        js: &jetstream::Context,
+        message: &Message,
+    ) -> impl Future<Output = Settle> + Send {
+        self.run_call(js, message)
     }
 }
 
@@ -338,7 +241,9 @@ impl AsyncCall {
                     msg_id = first;
                     continue;
                 }
-                if name.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
+                if name
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
                     || name.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str())
                 {
                     continue;

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
-use common::{CallbackReceiver, NatsServer, Running, client, eventually, metrics_page, sample, start};
+use common::{
+    CallbackReceiver, NatsServer, Running, client, eventually, metrics_page, sample, start,
+};
 use function_base::prelude::*;
 use function_base::{App, Config};
 use futures_util::StreamExt;
@@ -27,6 +29,7 @@ fn config(nats: &NatsServer, function: &str) -> Config {
 }
 
 /// Publishes a call as the gateway does and waits for JetStream's ack.
+#[allow(clippy::too_many_arguments)]
 async fn publish_call(
     js: &jetstream::Context,
     function: &str,
@@ -60,8 +63,12 @@ async fn publish_call(
 }
 
 async fn ensure_streams(js: &jetstream::Context) {
-    streams::ensure(js, streams::async_calls()).await.expect("async stream");
-    streams::ensure(js, streams::dead_letters()).await.expect("dead stream");
+    streams::ensure(js, streams::async_calls())
+        .await
+        .expect("async stream");
+    streams::ensure(js, streams::dead_letters())
+        .await
+        .expect("dead stream");
 }
 
 /// The consumer's (ack pending, redelivered) counts.
@@ -142,8 +149,14 @@ async fn a_call_runs_through_the_router_and_its_result_is_posted_back() {
 
     wait_all_acked(&js, "echo").await;
     let page = metrics_page(&server).await;
-    assert_eq!(sample(&page, r#"rfa_async_calls_total{status="201"}"#), Some(1.0));
-    assert_eq!(sample(&page, "rfa_async_call_duration_seconds_count"), Some(1.0));
+    assert_eq!(
+        sample(&page, r#"rfa_async_calls_total{status="201"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&page, "rfa_async_call_duration_seconds_count"),
+        Some(1.0)
+    );
     assert_eq!(sample(&page, "rfa_async_inflight"), Some(0.0));
     assert_eq!(sample(&page, "rfa_async_callbacks_failed_total"), Some(0.0));
     server.stop().await.unwrap();
@@ -173,7 +186,10 @@ async fn a_call_without_callback_runs_and_is_counted() {
     seen.sort();
     assert_eq!(seen, vec!["/", "/a?b=c"]);
     let page = metrics_page(&server).await;
-    assert_eq!(sample(&page, r#"rfa_async_calls_total{status="202"}"#), Some(2.0));
+    assert_eq!(
+        sample(&page, r#"rfa_async_calls_total{status="202"}"#),
+        Some(2.0)
+    );
     server.stop().await.unwrap();
 }
 
@@ -185,7 +201,17 @@ async fn a_failing_callback_is_retried_until_it_succeeds() {
     let mut receiver =
         CallbackReceiver::start(vec![(503, None), (429, Some("1")), (200, None)]).await;
     let server = start(App::from_handler(echo, config(&nats, "retry"))).await;
-    publish_call(&js, "retry", "POST", "/", "r-1", Some(&receiver.url("/")), &[], "b").await;
+    publish_call(
+        &js,
+        "retry",
+        "POST",
+        "/",
+        "r-1",
+        Some(&receiver.url("/")),
+        &[],
+        "b",
+    )
+    .await;
 
     let first = receiver.next(WAIT).await;
     let second = receiver.next(WAIT).await;
@@ -253,7 +279,10 @@ async fn a_callback_that_keeps_failing_is_dead_lettered() {
     assert!(reason.contains("500"), "{reason}");
 
     wait_all_acked(&js, "doomed").await;
-    assert!(receiver.try_next().is_none(), "more attempts than configured");
+    assert!(
+        receiver.try_next().is_none(),
+        "more attempts than configured"
+    );
     let page = metrics_page(&server).await;
     assert_eq!(sample(&page, "rfa_async_callbacks_failed_total"), Some(1.0));
     server.stop().await.unwrap();
@@ -287,7 +316,17 @@ async fn two_workers_sharing_the_consumer_run_each_call_once() {
 
     let url = receiver.url("/");
     for i in 0..24 {
-        publish_call(&js, "shared", "POST", "/", &format!("s-{i}"), Some(&url), &[], "x").await;
+        publish_call(
+            &js,
+            "shared",
+            "POST",
+            "/",
+            &format!("s-{i}"),
+            Some(&url),
+            &[],
+            "x",
+        )
+        .await;
     }
     let mut ids = Vec::new();
     for _ in 0..24 {
@@ -330,7 +369,17 @@ async fn a_call_longer_than_ack_wait_is_not_redelivered() {
     // A second idle worker that would pick the call up if it were redelivered.
     let b = start(App::from_handler(handler, config)).await;
     let started = Instant::now();
-    publish_call(&js, "slow", "POST", "/", "l-1", Some(&receiver.url("/")), &[], "").await;
+    publish_call(
+        &js,
+        "slow",
+        "POST",
+        "/",
+        "l-1",
+        Some(&receiver.url("/")),
+        &[],
+        "",
+    )
+    .await;
     let got = receiver.next(WAIT).await;
     assert_eq!(got.body, "slow");
     assert!(started.elapsed() >= Duration::from_millis(3500));
@@ -356,7 +405,17 @@ async fn nats_down_at_start_is_retried_while_http_serves() {
     let js = nats.jetstream().await;
     ensure_streams(&js).await;
     let mut receiver = CallbackReceiver::start(vec![]).await;
-    publish_call(&js, "late", "POST", "/", "late-1", Some(&receiver.url("/")), &[], "z").await;
+    publish_call(
+        &js,
+        "late",
+        "POST",
+        "/",
+        "late-1",
+        Some(&receiver.url("/")),
+        &[],
+        "z",
+    )
+    .await;
     let got = receiver.next(WAIT).await;
     assert_eq!(got.headers["x-call-id"], "late-1");
     server.stop().await.unwrap();

@@ -68,12 +68,14 @@ impl Nats {
                 if client.connection_state() == async_nats::connection::State::Connected {
                     Ok((client.clone(), js.clone()))
                 } else {
-                    Err(ProxyError::QueueUnavailable("the connection is down".into()))
+                    Err(ProxyError::QueueUnavailable(
+                        "the connection is down".into(),
+                    ))
                 }
             }
-            None if self.configured => Err(ProxyError::QueueUnavailable(
-                "not connected yet".into(),
-            )),
+            None if self.configured => {
+                Err(ProxyError::QueueUnavailable("not connected yet".into()))
+            }
             None => Err(ProxyError::QueueUnavailable(
                 "this gateway was started without a NATS URL".into(),
             )),
@@ -246,7 +248,13 @@ mod tests {
     #[test]
     fn callback_urls() {
         assert!(check_callback_url(&HeaderMap::new()).is_ok());
-        assert!(check_callback_url(&with("x-callback-url", "http://host.docker.internal:8000/cb")).is_ok());
+        assert!(
+            check_callback_url(&with(
+                "x-callback-url",
+                "http://host.docker.internal:8000/cb"
+            ))
+            .is_ok()
+        );
         assert!(check_callback_url(&with("x-callback-url", "https://example.org/x")).is_ok());
         assert!(check_callback_url(&with("x-callback-url", "/relative")).is_err());
         assert!(check_callback_url(&with("x-callback-url", "ftp://x/y")).is_err());

@@ -16,7 +16,9 @@ pub enum ProxyError {
     Timeout { name: String, seconds: u64 },
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
-    #[error("missing or wrong bearer token: send 'Authorization: Bearer <token>' (proxyCli prints where the token is kept)")]
+    #[error(
+        "missing or wrong bearer token: send 'Authorization: Bearer <token>' (proxyCli prints where the token is kept)"
+    )]
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),

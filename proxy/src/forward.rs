@@ -87,16 +87,30 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
         .strip_prefix("/store")
         .unwrap_or("/")
         .to_string();
-    let rest = if rest.is_empty() { "/".to_string() } else { rest };
+    let rest = if rest.is_empty() {
+        "/".to_string()
+    } else {
+        rest
+    };
     let authority = state
         .config
         .store_url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    match proxy(&state, &authority, &rest, req, state.config.max_body, "store").await {
+    match proxy(
+        &state,
+        &authority,
+        &rest,
+        req,
+        state.config.max_body,
+        "store",
+    )
+    .await
+    {
         Ok(response) => response,
-        Err(ProxyError::Upstream { reason, .. }) | Err(ProxyError::Timeout { name: reason, .. }) => {
+        Err(ProxyError::Upstream { reason, .. })
+        | Err(ProxyError::Timeout { name: reason, .. }) => {
             ProxyError::StoreUnavailable(reason).into_response()
         }
         Err(e) => e.into_response(),
@@ -118,7 +132,11 @@ async fn proxy(
             return Err(ProxyError::BodyTooLarge { limit });
         }
     }
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     let uri: Uri = format!("http://{authority}{path}{query}")
         .parse()
         .map_err(|e| ProxyError::BadRequest(format!("cannot forward to this path: {e}")))?;
@@ -164,7 +182,10 @@ async fn proxy(
     };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))))
+    Ok(Response::from_parts(
+        parts,
+        Body::new(body.map_err(axum::Error::new)),
+    ))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -294,7 +315,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));

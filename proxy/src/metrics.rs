@@ -27,7 +27,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let invocations = IntCounterVec::new(
-            Opts::new("gateway_function_invocation_total", "Function calls by status code"),
+            Opts::new(
+                "gateway_function_invocation_total",
+                "Function calls by status code",
+            ),
             &["function_name", "code"],
         )?;
         let seconds = HistogramVec::new(
@@ -41,7 +44,10 @@ impl Metrics {
             &["function_name", "code"],
         )?;
         let started = IntCounterVec::new(
-            Opts::new("gateway_function_invocation_started", "Function calls started"),
+            Opts::new(
+                "gateway_function_invocation_started",
+                "Function calls started",
+            ),
             &["function_name"],
         )?;
         let service_count = IntGaugeVec::new(
@@ -49,11 +55,17 @@ impl Metrics {
             &["function_name"],
         )?;
         let async_accepted = IntCounterVec::new(
-            Opts::new("rfa_async_accepted_total", "Async calls stored on JetStream"),
+            Opts::new(
+                "rfa_async_accepted_total",
+                "Async calls stored on JetStream",
+            ),
             &["function_name"],
         )?;
         let async_rejected = IntCounterVec::new(
-            Opts::new("rfa_async_rejected_total", "Async calls refused, by status code"),
+            Opts::new(
+                "rfa_async_rejected_total",
+                "Async calls refused, by status code",
+            ),
             &["function_name", "code"],
         )?;
         registry.register(Box::new(invocations.clone()))?;

@@ -148,7 +148,10 @@ mod tests {
         table.put(route("a", &["x:1", "y:1"])).unwrap();
         let picks: Vec<String> = (0..4).map(|_| table.pick("a").unwrap().1).collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 2);
-        assert!(matches!(table.pick("nope"), Err(ProxyError::UnknownFunction(_))));
+        assert!(matches!(
+            table.pick("nope"),
+            Err(ProxyError::UnknownFunction(_))
+        ));
         table.put(route("e", &[])).unwrap();
         assert!(matches!(table.pick("e"), Err(ProxyError::NoReplica(_))));
     }

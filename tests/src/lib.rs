@@ -232,7 +232,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -243,4 +246,41 @@ pub fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client")
+}
+
+/// `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests").join("fixtures").join(name)
+}
+
+/// Writes `deploy.json` with `entries` into a new temp dir and returns both.
+pub fn deploy_file(entries: serde_json::Value) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("deploy.json");
+    std::fs::write(&path, serde_json::json!({ "deploy": entries }).to_string()).expect("write");
+    (dir, path)
+}
+
+/// One deploy entry for a function of the echo fixture.
+pub fn echo_entry(name: &str, function: &str) -> serde_json::Value {
+    let dir = fixture("echo");
+    serde_json::json!({
+        "name": name,
+        "packageDir": dir,
+        "filePath": dir.join("src").join("lib.rs"),
+    })
+    .as_object()
+    .map(|o| {
+        let mut o = o.clone();
+        if name != function {
+            o.insert("name".into(), serde_json::json!(function));
+        }
+        serde_json::Value::Object(o)
+    })
+    .unwrap_or_default()
+}
+
+/// Id of a running container.
+pub fn container_id(name: &str) -> String {
+    inspect(name)["Id"].as_str().unwrap_or_default().to_string()
 }

@@ -14,7 +14,11 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
     let net = p.object("rfa-net");
 
     // The three containers run on the instance's network, labelled, hardened.
-    for (base, role) in [("rfa-proxy", "proxy"), ("rfa-store", "store"), ("rfa-nats", "nats")] {
+    for (base, role) in [
+        ("rfa-proxy", "proxy"),
+        ("rfa-store", "store"),
+        ("rfa-nats", "nats"),
+    ] {
         let name = p.object(base);
         let c = inspect(&name);
         assert_eq!(c["State"]["Running"], true, "{name} runs");
@@ -22,14 +26,22 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
         assert_eq!(l["io.rfaas.managed"], "true");
         assert_eq!(l["io.rfaas.role"], role);
         assert_eq!(l["io.rfaas.instance"], p.instance.as_str());
-        assert!(c["NetworkSettings"]["Networks"][&net].is_object(), "{name} on {net}");
-        assert_eq!(c["Config"]["User"], "10001:10001", "{name} runs as the non-root user");
-        assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true, "{name} has a read-only root");
+        assert!(
+            c["NetworkSettings"]["Networks"][&net].is_object(),
+            "{name} on {net}"
+        );
+        assert_eq!(
+            c["Config"]["User"], "10001:10001",
+            "{name} runs as the non-root user"
+        );
+        assert_eq!(
+            c["HostConfig"]["ReadonlyRootfs"], true,
+            "{name} has a read-only root"
+        );
         assert_eq!(c["HostConfig"]["CapDrop"], serde_json::json!(["ALL"]));
         assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
         assert!(
-            c["HostConfig"]["Binds"].is_null()
-                && !c.to_string().contains("docker.sock"),
+            c["HostConfig"]["Binds"].is_null() && !c.to_string().contains("docker.sock"),
             "{name} gets no Docker socket"
         );
         let published = &c["HostConfig"]["PortBindings"];
@@ -50,7 +62,10 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
 
     // The token file is private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(p.token_path()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(p.token_path())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "token file mode");
 
     // The gateway answers, checks the token, and forwards to the store.
@@ -74,7 +89,10 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
         .await
         .unwrap();
     assert_eq!(authed.status(), 200);
-    assert_eq!(authed.json::<serde_json::Value>().await.unwrap(), serde_json::json!([]));
+    assert_eq!(
+        authed.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!([])
+    );
     let store_anon = client.get(p.url("/store/tables")).send().await.unwrap();
     assert_eq!(store_anon.status(), 401);
     let store = client
@@ -86,13 +104,22 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
     assert_eq!(store.status(), 200, "the store answers through the gateway");
     let unknown = client.get(p.url("/functions/nope")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
-    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: serde_json::Value = unknown.json().await.unwrap();
     assert_eq!(problem["status"], 404);
     assert!(problem["detail"].as_str().unwrap().contains("nope"));
     let metrics = client.get(p.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
-    assert!(metrics.text().await.unwrap().contains("gateway_function_invocation_total"));
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("gateway_function_invocation_total")
+    );
 
     // Again: nothing changes.
     let ids_before: Vec<String> = ["rfa-proxy", "rfa-store", "rfa-nats"]
@@ -105,25 +132,48 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
         .iter()
         .map(|b| inspect(&p.object(b))["Id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids_before, ids_after, "a second startFaas recreates nothing");
+    assert_eq!(
+        ids_before, ids_after,
+        "a second startFaas recreates nothing"
+    );
 
     // stopFaas leaves no labelled container or network; twice is fine.
     p.cli(&["stopFaas"]).ok();
-    assert!(p.containers().is_empty(), "containers left: {:?}", p.containers());
+    assert!(
+        p.containers().is_empty(),
+        "containers left: {:?}",
+        p.containers()
+    );
     let nets = docker_lines(&[
-        "network", "ls", "--filter", &format!("label=io.rfaas.instance={}", p.instance), "-q",
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=io.rfaas.instance={}", p.instance),
+        "-q",
     ]);
     assert!(nets.is_empty(), "networks left: {nets:?}");
     let volumes = || {
         docker_lines(&[
-            "volume", "ls", "--filter", &format!("label=io.rfaas.instance={}", p.instance), "-q",
+            "volume",
+            "ls",
+            "--filter",
+            &format!("label=io.rfaas.instance={}", p.instance),
+            "-q",
         ])
     };
-    assert_eq!(volumes().len(), 3, "stopFaas without --prune keeps the data volumes");
+    assert_eq!(
+        volumes().len(),
+        3,
+        "stopFaas without --prune keeps the data volumes"
+    );
     let second = p.cli(&["stopFaas"]).ok();
     assert!(second.stdout.contains("nothing to remove"), "{second}");
     p.cli(&["stopFaas", "--prune"]).ok();
-    assert!(volumes().is_empty(), "--prune removes the volumes: {:?}", volumes());
+    assert!(
+        volumes().is_empty(),
+        "--prune removes the volumes: {:?}",
+        volumes()
+    );
 }
 
 #[tokio::test]
@@ -151,30 +201,55 @@ async fn a_dead_container_is_restarted_and_start_faas_repairs_a_partial_platform
         .status()
         .unwrap();
     assert!(killed.success());
-    eventually(Duration::from_secs(20), "the store restarted by its policy", || async {
-        let c = inspect(&store);
-        (c["RestartCount"].as_i64().unwrap_or(0) >= 1 && c["State"]["Running"] == true).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the store restarted by its policy",
+        || async {
+            let c = inspect(&store);
+            (c["RestartCount"].as_i64().unwrap_or(0) >= 1 && c["State"]["Running"] == true)
+                .then_some(())
+        },
+    )
     .await;
     eventually(Duration::from_secs(20), "the store healthy again", store_ok).await;
 
     // The proxy too.
     let proxy = p.object("rfa-proxy");
     let pid = inspect(&proxy)["State"]["Pid"].as_i64().unwrap();
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-    eventually(Duration::from_secs(20), "the proxy back after a crash", || async {
-        let r = client.get(p.url("/healthz")).send().await.ok()?;
-        (r.status() == 200 && inspect(&proxy)["RestartCount"].as_i64() >= Some(1)).then_some(())
-    })
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the proxy back after a crash",
+        || async {
+            let r = client.get(p.url("/healthz")).send().await.ok()?;
+            (r.status() == 200 && inspect(&proxy)["RestartCount"].as_i64() >= Some(1)).then_some(())
+        },
+    )
     .await;
 
     // `docker kill` and removal are what a user does on purpose; startFaas repairs both.
     docker(&["kill", &p.object("rfa-nats")]);
     docker(&["rm", "-f", &store]);
     let repaired = p.start_faas(&[]).ok();
-    assert!(repaired.output().contains(&format!("created {store}")), "{repaired}");
-    assert!(repaired.output().contains(&format!("started {}", p.object("rfa-nats"))), "{repaired}");
-    eventually(Duration::from_secs(20), "the store healthy after repair", store_ok).await;
+    assert!(
+        repaired.output().contains(&format!("created {store}")),
+        "{repaired}"
+    );
+    assert!(
+        repaired
+            .output()
+            .contains(&format!("started {}", p.object("rfa-nats"))),
+        "{repaired}"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the store healthy after repair",
+        store_ok,
+    )
+    .await;
     assert_eq!(inspect(&p.object("rfa-nats"))["State"]["Running"], true);
 }
 
@@ -183,10 +258,16 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing_behind() {
     // Docker not reachable.
     let p = Platform::new("baddocker");
     let run = p
-        .cli_env(&["startFaas"], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")])
+        .cli_env(
+            &["startFaas"],
+            &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        )
         .failed();
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("unix:///nonexistent/docker.sock"), "{run}");
+    assert!(
+        run.stderr.contains("unix:///nonexistent/docker.sock"),
+        "{run}"
+    );
     assert!(run.stderr.contains("start Docker"), "{run}");
     assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {run}");
 
@@ -197,12 +278,19 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing_behind() {
     let run = p.cli(&["startFaas", "--port", &port]).failed();
     assert!(run.stderr.contains(&format!("port {port}")), "{run}");
     assert!(run.stderr.contains("--port"), "says what to do: {run}");
-    assert!(p.containers().is_empty(), "nothing left running: {:?}", p.containers());
+    assert!(
+        p.containers().is_empty(),
+        "nothing left running: {:?}",
+        p.containers()
+    );
 
     // nats-server missing.
     let p = Platform::new("nonats");
     let run = p
-        .cli_env(&["startFaas", "--port", &p.port.to_string()], &[("RFAAS_NATS_SERVER", "/nonexistent/nats-server")])
+        .cli_env(
+            &["startFaas", "--port", &p.port.to_string()],
+            &[("RFAAS_NATS_SERVER", "/nonexistent/nats-server")],
+        )
         .failed();
     assert!(run.stderr.contains("apt-get install nats-server"), "{run}");
     assert!(run.stderr.contains("--nats-url"), "{run}");
@@ -211,9 +299,19 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing_behind() {
     // Flags that make no sense.
     let run = p.cli(&["startFaas", "--bind", "not-an-ip"]).failed();
     assert!(run.stderr.contains("--bind"), "{run}");
-    let run = p.cli(&["startFaas", "--nats-url", "http://x:4222"]).failed();
+    let run = p
+        .cli(&["startFaas", "--nats-url", "http://x:4222"])
+        .failed();
     assert!(run.stderr.contains("nats://"), "{run}");
-    let run = p.cli(&["startFaas", "--nats-image", "nope:1", "--nats-url", "nats://x:4222"]).failed();
+    let run = p
+        .cli(&[
+            "startFaas",
+            "--nats-image",
+            "nope:1",
+            "--nats-url",
+            "nats://x:4222",
+        ])
+        .failed();
     assert!(run.stderr.contains("cannot be used with"), "{run}");
     let run = p.cli(&["--instance", "Bad_Name", "stopFaas"]).failed();
     assert!(run.stderr.contains("instance name"), "{run}");

@@ -9,6 +9,7 @@ pub mod names;
 pub mod problem;
 pub mod route;
 pub mod store;
+pub mod time;
 
 pub use problem::Problem;
 

@@ -23,8 +23,7 @@ pub fn is_valid_table_name(name: &str) -> bool {
 }
 
 /// What a function name must look like, for error messages.
-pub const FUNCTION_NAME_RULE: &str =
-    "a lowercase letter followed by up to 62 lowercase letters, digits or '_' (^[a-z][a-z0-9_]{0,62}$)";
+pub const FUNCTION_NAME_RULE: &str = "a lowercase letter followed by up to 62 lowercase letters, digits or '_' (^[a-z][a-z0-9_]{0,62}$)";
 
 /// What a table name must look like, for error messages.
 pub const TABLE_NAME_RULE: &str = "1 to 64 of A-Z, a-z, 0-9, '_' or '-' (^[A-Za-z0-9_-]{1,64}$)";

@@ -1,4 +1,10 @@
 //! One module per `proxyCli` command.
 
+pub mod deploy;
+pub mod details;
+pub mod list;
+pub mod logs;
+pub mod new;
 pub mod start_faas;
+pub mod stop;
 pub mod stop_faas;

@@ -36,12 +36,21 @@ pub struct Args {
     /// Send OpenTelemetry traces to this OTLP endpoint (passed to every container).
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Seconds the gateway waits for a function's response headers before answering 504.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_timeout: u64,
+    /// Largest async call body the gateway accepts, in bytes (larger: 413).
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub max_async_body: u64,
 }
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let progress = Progress::new();
     let bind: IpAddr = args.bind.parse().with_context(|| {
-        format!("--bind '{}' is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)", args.bind)
+        format!(
+            "--bind '{}' is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
+            args.bind
+        )
     })?;
     let nats = match (&args.nats_url, &args.nats_image) {
         (Some(url), _) => {
@@ -63,6 +72,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         nats,
         otlp_endpoint: args.otlp_endpoint,
         base_image: args.base_image,
+        upstream_timeout: args.upstream_timeout,
+        max_async_body: args.max_async_body,
     };
 
     let engine = Engine::connect().await?;
@@ -72,12 +83,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     // Images.
     let proxy_bin = paths::platform_binary("rfa-proxy")?;
     let store_bin = paths::platform_binary("rfa-store")?;
-    let mut binaries = vec![proxy_bin.clone(), store_bin.clone()];
-    if let NatsSource::HostBinary(b) = &settings.nats {
-        binaries.push(b.clone());
-    }
     let base = match &settings.base_image {
-        None => BaseImage::assemble(&binaries)?,
+        None => BaseImage::assemble()?,
         Some(image) => {
             if !engine.image_exists(image).await? {
                 bail!(
@@ -112,6 +119,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     };
     progress.done();
     let images = PlatformImages {
+        base: base.tag.clone(),
         nats: nats_image,
         store: store_image.tag,
         proxy: proxy_image.tag,
@@ -211,7 +219,11 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
 
 /// Fails early, before anything is created, when the gateway's host port is taken by something
 /// other than this instance's own proxy.
-async fn check_port_free(engine: &Engine, instance: &Instance, settings: &Settings) -> anyhow::Result<()> {
+async fn check_port_free(
+    engine: &Engine,
+    instance: &Instance,
+    settings: &Settings,
+) -> anyhow::Result<()> {
     if settings.port == 0 {
         return Ok(());
     }
@@ -251,8 +263,16 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
         "rfaas is only partly up: {failed} failed. Running now: {}{}.\n\
          Fix the cause above and run `proxyCli startFaas{flag}` again (it repairs what is missing), \
          or remove everything with `proxyCli stopFaas{flag}`.",
-        if running.is_empty() { "nothing".to_string() } else { running.join(", ") },
-        if started.is_empty() { String::new() } else { format!(" (started in this run: {})", started.join(", ")) },
+        if running.is_empty() {
+            "nothing".to_string()
+        } else {
+            running.join(", ")
+        },
+        if started.is_empty() {
+            String::new()
+        } else {
+            format!(" (started in this run: {})", started.join(", "))
+        },
         flag = platform::instance_flag(instance),
     );
 }

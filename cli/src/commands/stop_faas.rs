@@ -21,7 +21,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         .map(|n| n.trim_start_matches('/').to_string())
         .collect();
     // Functions first, then the proxy, store and NATS, each given time to finish their work.
-    let stops = names.iter().map(|n| engine.stop_and_remove(n, Duration::from_secs(10)));
+    let stops = names
+        .iter()
+        .map(|n| engine.stop_and_remove(n, Duration::from_secs(10)));
     for result in futures_util::future::join_all(stops).await {
         result?;
     }
@@ -33,9 +35,17 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         let volumes = engine.remove_volumes(instance.filters(None)).await?;
         removed.extend(volumes.into_iter().map(|v| format!("volume {v}")));
         removed.extend(prune_images(&engine, instance).await?);
+        let generated = instance.deployments_dir();
+        if generated.is_dir() {
+            std::fs::remove_dir_all(&generated)?;
+            removed.push(format!("generated crates in {}", generated.display()));
+        }
     }
     if removed.is_empty() {
-        println!("nothing to remove: no rfaas object of instance '{}'", instance.label());
+        println!(
+            "nothing to remove: no rfaas object of instance '{}'",
+            instance.label()
+        );
     } else {
         for line in &removed {
             println!("removed {line}");
@@ -70,13 +80,32 @@ async fn prune_images(engine: &Engine, instance: &Instance) -> anyhow::Result<Ve
         .await?;
     // Children before the base they are built on.
     let mut ordered: Vec<_> = images.into_iter().collect();
-    ordered.sort_by_key(|i| i.labels.get(crate::instance::LABEL_ROLE).map(|r| r == Role::Base.as_str()));
+    ordered.sort_by_key(|i| {
+        i.labels
+            .get(crate::instance::LABEL_ROLE)
+            .map(|r| r == Role::Base.as_str())
+    });
     for image in ordered {
-        let role = image.labels.get(crate::instance::LABEL_ROLE).cloned().unwrap_or_default();
+        let role = image
+            .labels
+            .get(crate::instance::LABEL_ROLE)
+            .cloned()
+            .unwrap_or_default();
         if others && role != Role::Function.as_str() {
             continue;
         }
-        for tag in &image.repo_tags {
+        let tags: Vec<&String> = image
+            .repo_tags
+            .iter()
+            .filter(|t| *t != "<none>:<none>")
+            .collect();
+        if tags.is_empty() {
+            // Left untagged by a rebuild: remove it by id.
+            if engine.remove_image(&image.id).await? {
+                removed.push(format!("image {}", image.id));
+            }
+        }
+        for tag in tags {
             if engine.remove_image(tag).await? {
                 removed.push(format!("image {tag}"));
             }

@@ -179,7 +179,10 @@ impl CallbackReceiver {
     }
 
     /// Like `start`, answering `then` once the script is used up.
-    pub async fn start_with(script: Vec<(u16, Option<&'static str>)>, then: u16) -> CallbackReceiver {
+    pub async fn start_with(
+        script: Vec<(u16, Option<&'static str>)>,
+        then: u16,
+    ) -> CallbackReceiver {
         use axum::response::IntoResponse;
         use std::sync::{Arc, Mutex};
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -189,7 +192,9 @@ impl CallbackReceiver {
             async move {
                 let path = req.uri().to_string();
                 let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, 1 << 24).await.unwrap_or_default();
+                let body = axum::body::to_bytes(body, 1 << 24)
+                    .await
+                    .unwrap_or_default();
                 let _ = tx.send(Received {
                     path,
                     headers: parts.headers,

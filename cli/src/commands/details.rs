@@ -1,0 +1,138 @@
+//! `proxyCli details [--json]`: the deployed functions, from the gateway's routes and the
+//! engine's containers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::functions::{self, Platform};
+use crate::instance::Instance;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    kind: String,
+    url: String,
+    status: String,
+    replicas: String,
+    image: String,
+    uptime: String,
+    #[serde(rename = "uptimeSeconds")]
+    uptime_seconds: Option<u64>,
+}
+
+pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
+    let p = Platform::connect(instance).await?;
+    let routes = p.gateway.list().await?;
+    let mut containers = functions::by_function(p.all_replicas().await?);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let mut names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    for name in containers.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names.sort();
+    let mut rows = Vec::new();
+    for name in names {
+        let route = routes.iter().find(|r| r.name == name);
+        let replicas = containers.remove(&name).unwrap_or_default();
+        let running = replicas
+            .iter()
+            .filter(|c| c.state.as_ref().map(|s| s.to_string()) == Some("running".into()))
+            .count();
+        let wanted = route.map(|r| r.upstreams.len()).unwrap_or(replicas.len());
+        let status = match (route.is_some(), running) {
+            (false, _) => "unrouted",
+            (true, 0) => "down",
+            (true, n) if n < wanted => "degraded",
+            _ => "ready",
+        };
+        let oldest = replicas.iter().filter_map(|c| c.created).min();
+        let uptime_seconds = oldest.map(|c| (now - c).max(0) as u64);
+        rows.push(Row {
+            kind: route
+                .map(|r| r.kind)
+                .or_else(|| replicas.first().map(functions::kind_of))
+                .unwrap_or_default()
+                .to_string(),
+            url: format!("{}/functions/{name}", p.gateway.url),
+            status: status.to_string(),
+            replicas: format!("{running}/{wanted}"),
+            image: route
+                .map(|r| r.image.clone())
+                .or_else(|| replicas.first().and_then(|c| c.image.clone()))
+                .unwrap_or_default(),
+            uptime: uptime_seconds.map(human).unwrap_or_else(|| "-".into()),
+            uptime_seconds,
+            name,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no functions deployed (deploy some with `proxyCli deploy deploy.json`)");
+        return Ok(());
+    }
+    let header = [
+        "NAME", "KIND", "URL", "STATUS", "REPLICAS", "IMAGE", "UPTIME",
+    ];
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.kind.clone(),
+                r.url.clone(),
+                r.status.clone(),
+                r.replicas.clone(),
+                r.image.clone(),
+                r.uptime.clone(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let print = |cells: Vec<&str>| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    };
+    print(header.to_vec());
+    for row in &table {
+        print(row.iter().map(String::as_str).collect());
+    }
+    Ok(())
+}
+
+fn human(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}

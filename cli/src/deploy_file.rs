@@ -1,0 +1,293 @@
+//! `deploy.json`: parsed strictly (unknown fields are errors), paths resolved against the
+//! directory holding the file, every entry checked before anything is built.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
+use rfa_wire::route::FunctionKind;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    deploy: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEntry {
+    name: String,
+    package_dir: PathBuf,
+    file_path: PathBuf,
+    #[serde(rename = "async")]
+    is_async: Option<bool>,
+    main_process: Option<bool>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    replicas: Option<u32>,
+    memory: Option<String>,
+    cpus: Option<f64>,
+    max_inflight: Option<u32>,
+}
+
+/// One function to deploy, validated, with absolute paths.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub package_dir: PathBuf,
+    pub file_path: PathBuf,
+    pub kind: FunctionKind,
+    pub env: BTreeMap<String, String>,
+    pub replicas: u32,
+    pub memory_bytes: i64,
+    pub nano_cpus: Option<i64>,
+    pub max_inflight: u32,
+}
+
+pub const DEFAULT_MEMORY: &str = "128m";
+pub const MAX_REPLICAS: u32 = 16;
+
+/// Flags from the command line that apply to every entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub is_async: bool,
+    pub main: bool,
+}
+
+/// Reads and validates `path`.
+pub fn load(path: &Path, overrides: Overrides) -> anyhow::Result<Vec<Entry>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read deploy file {}: check the path (see `proxyCli new` for an example)",
+            path.display()
+        )
+    })?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    parse(&text, &path.display().to_string(), &base, overrides)
+}
+
+/// Parses deploy-file text; `origin` names it in errors, `base` resolves relative paths.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    overrides: Overrides,
+) -> anyhow::Result<Vec<Entry>> {
+    let file: File = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{origin}:{}:{}: {e}. A deploy file is {{\"deploy\": [{{\"name\", \"packageDir\", \"filePath\", …}}]}}",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if file.deploy.is_empty() {
+        bail!("{origin}: the \"deploy\" list is empty: add at least one function");
+    }
+    let mut seen = HashSet::new();
+    let mut entries = Vec::new();
+    for (i, raw) in file.deploy.into_iter().enumerate() {
+        let at = format!("{origin}: deploy[{i}]");
+        if !is_valid_function_name(&raw.name) {
+            bail!(
+                "{at}: name '{}' is not valid: {FUNCTION_NAME_RULE}",
+                raw.name
+            );
+        }
+        if !seen.insert(raw.name.clone()) {
+            bail!(
+                "{at}: name '{}' appears twice: each function needs its own name",
+                raw.name
+            );
+        }
+        let at = format!("{origin}: function '{}'", raw.name);
+        let kind = kind(&raw, overrides).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        let replicas = raw.replicas.unwrap_or(1);
+        if replicas == 0 || replicas > MAX_REPLICAS {
+            bail!("{at}: replicas must be 1 to {MAX_REPLICAS}, not {replicas}");
+        }
+        let memory = raw.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
+        let memory_bytes = parse_memory(memory)
+            .with_context(|| format!("{at}: memory '{memory}' is not a size like 128m or 1g"))?;
+        if memory_bytes < 6 * 1024 * 1024 {
+            bail!("{at}: memory '{memory}' is below Docker's minimum of 6m");
+        }
+        let nano_cpus = match raw.cpus {
+            None => None,
+            Some(c) if c > 0.0 && c <= 256.0 => Some((c * 1e9) as i64),
+            Some(c) => bail!("{at}: cpus must be above 0, not {c}"),
+        };
+        let max_inflight = raw.max_inflight.unwrap_or(8);
+        if max_inflight == 0 || max_inflight > 1024 {
+            bail!("{at}: maxInflight must be 1 to 1024, not {max_inflight}");
+        }
+        for key in raw.env.keys() {
+            let ok = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                bail!("{at}: env name '{key}' is not valid: use letters, digits and '_'");
+            }
+            if key.starts_with("RFAAS_") {
+                bail!(
+                    "{at}: env name '{key}' is reserved: RFAAS_* variables are set by the platform"
+                );
+            }
+        }
+        entries.push(Entry {
+            name: raw.name,
+            package_dir: absolute(base, &raw.package_dir),
+            file_path: absolute(base, &raw.file_path),
+            kind,
+            env: raw.env,
+            replicas,
+            memory_bytes,
+            nano_cpus,
+            max_inflight,
+        });
+    }
+    Ok(entries)
+}
+
+fn kind(raw: &RawEntry, overrides: Overrides) -> Result<FunctionKind, String> {
+    if overrides.is_async && raw.is_async == Some(false) {
+        return Err("--async conflicts with \"async\": false: remove one".into());
+    }
+    if overrides.main && raw.main_process == Some(false) {
+        return Err("--main conflicts with \"mainProcess\": false: remove one".into());
+    }
+    let is_async = overrides.is_async || raw.is_async == Some(true);
+    let main = overrides.main || raw.main_process == Some(true);
+    match (is_async, main) {
+        (true, true) => Err(
+            "\"async\" and \"mainProcess\" cannot both be set: a mainProcess service takes async \
+             calls at /async-functions/<name>/… already"
+                .into(),
+        ),
+        (true, false) => Ok(FunctionKind::Async),
+        (false, true) => Ok(FunctionKind::Main),
+        (false, false) => Ok(FunctionKind::Http),
+    }
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    joined.canonicalize().unwrap_or(joined)
+}
+
+/// `128m`, `1g`, `512k`, `1048576` (bytes).
+pub fn parse_memory(text: &str) -> Option<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let n: i64 = digits.parse().ok()?;
+    let mult = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> anyhow::Result<Vec<Entry>> {
+        parse(
+            text,
+            "deploy.json",
+            Path::new("/base"),
+            Overrides::default(),
+        )
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", p(text).unwrap_err())
+    }
+
+    const ONE: &str =
+        r#"{"deploy":[{"name":"m2","packageDir":"./m","filePath":"./m/src/lib.rs"}]}"#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let e = &p(ONE).unwrap()[0];
+        assert_eq!(e.package_dir, PathBuf::from("/base/./m"));
+        assert_eq!(e.kind, FunctionKind::Http);
+        assert_eq!(e.replicas, 1);
+        assert_eq!(e.memory_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(err("{").contains("deploy.json:1:"));
+        assert!(err(r#"{"deploy":[]}"#).contains("empty"));
+        assert!(
+            err(r#"{"deploy":[{"name":"m2","packageDir":"m","filePath":"m/x.rs","asynk":true}]}"#)
+                .contains("unknown field `asynk`")
+        );
+        assert!(
+            err(r#"{"deploy":[{"name":"M2","packageDir":"m","filePath":"m/x.rs"}]}"#)
+                .contains("not valid")
+        );
+        let dup = r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs"},{"name":"a","packageDir":"m","filePath":"m/x.rs"}]}"#;
+        assert!(err(dup).contains("appears twice"));
+        assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","async":true,"mainProcess":true}]}"#)
+            .contains("cannot both"));
+        assert!(
+            err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","replicas":0}]}"#)
+                .contains("replicas")
+        );
+        assert!(
+            err(
+                r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","memory":"lots"}]}"#
+            )
+            .contains("memory")
+        );
+        assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","env":{"RFAAS_X":"1"}}]}"#).contains("reserved"));
+    }
+
+    #[test]
+    fn flags_apply_and_conflicts_are_errors() {
+        let all_async = Overrides {
+            is_async: true,
+            main: false,
+        };
+        let e = parse(ONE, "d", Path::new("/"), all_async).unwrap();
+        assert_eq!(e[0].kind, FunctionKind::Async);
+        let text =
+            r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","async":false}]}"#;
+        let e = parse(text, "d", Path::new("/"), all_async).unwrap_err();
+        assert!(format!("{e:#}").contains("conflicts"));
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("128m"), Some(128 << 20));
+        assert_eq!(parse_memory("1G"), Some(1 << 30));
+        assert_eq!(parse_memory("512kb"), Some(512 << 10));
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("m"), None);
+        assert_eq!(parse_memory("12x"), None);
+    }
+}

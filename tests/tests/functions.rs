@@ -1,0 +1,556 @@
+//! Issue #3: HTTP functions end to end — deploy, call through the gateway, redeploy, stop, and
+//! every bad input, with the real CLI, cargo and Docker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rfaas_tests::*;
+use serde_json::{Value, json};
+
+fn problem(v: &Value, status: u16) {
+    assert_eq!(v["status"], status, "{v}");
+    assert!(v["title"].is_string() && v["detail"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn examples_deploy_call_each_other_and_stop() {
+    let p = Platform::start("examples");
+    let run = p
+        .cli(&[
+            "deploy",
+            root()
+                .join("examples/method2/deploy.json")
+                .to_str()
+                .unwrap(),
+        ])
+        .ok();
+    assert!(
+        run.stdout
+            .contains(&format!("method2 {} deployed", p.url("/functions/method2"))),
+        "{run}"
+    );
+    assert!(run.stdout.contains("method1"), "{run}");
+
+    let client = http();
+    let r = client
+        .get(p.url("/functions/method2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.text().await.unwrap(), "Accepted at method 2\n");
+    // method1 calls method2 through the gateway, inside the instance's network.
+    let target = format!("http://{}:9999/functions/method2", p.object("rfa-proxy"));
+    let r = client
+        .post(p.url("/functions/method1"))
+        .body(json!({ "url": target }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.text().await.unwrap(), "Accepted at method 2\n");
+
+    let details = p.cli(&["details", "--json"]).ok();
+    let list: Value = serde_json::from_str(&details.stdout).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["method1", "method2"]);
+    for f in list.as_array().unwrap() {
+        assert_eq!(f["kind"], "http");
+        assert_eq!(f["status"], "ready");
+        assert_eq!(f["replicas"], "1/1");
+        assert!(
+            f["image"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("rfa-fn-{}:", f["name"].as_str().unwrap()))
+        );
+        assert_eq!(
+            f["url"],
+            p.url(&format!("/functions/{}", f["name"].as_str().unwrap()))
+        );
+    }
+    let table = p.cli(&["details"]).ok();
+    assert!(table.stdout.starts_with("NAME"), "{table}");
+
+    // Function containers are locked down like the platform's, and reach the host.
+    let c = inspect(&p.object("rfa-fn-method2"));
+    assert_eq!(c["Config"]["Labels"]["io.rfaas.role"], "function");
+    assert_eq!(c["Config"]["Labels"]["io.rfaas.function"], "method2");
+    assert_eq!(c["Config"]["User"], "10001:10001");
+    assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(c["HostConfig"]["Memory"], 128 * 1024 * 1024);
+    assert_eq!(
+        c["HostConfig"]["ExtraHosts"],
+        json!(["host.docker.internal:host-gateway"])
+    );
+    let env: Vec<&str> = c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"RFAAS_FUNCTION_NAME=method2"), "{env:?}");
+    assert!(
+        env.iter().any(|e| e.starts_with("RFAAS_NATS_URL=nats://")),
+        "{env:?}"
+    );
+    assert!(
+        env.iter().any(|e| e.starts_with("RFAAS_STORE_URL=http://")),
+        "{env:?}"
+    );
+
+    let logs = p.cli(&["logs", "method2", "--tail", "5"]).ok();
+    assert!(
+        logs.output().contains("\"level\""),
+        "JSON log lines: {logs}"
+    );
+
+    // Stop one: its route and container go; the other keeps answering.
+    p.cli(&["stop", "method1"]).ok();
+    let r = client
+        .post(p.url("/functions/method1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    problem(&r.json().await.unwrap(), 404);
+    assert!(
+        !p.containers().iter().any(|c| c.contains("method1")),
+        "{:?}",
+        p.containers()
+    );
+    assert_eq!(
+        client
+            .get(p.url("/functions/method2"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let unknown = p.cli(&["stop", "nope"]).failed();
+    assert!(
+        unknown.stderr.contains("nope") && unknown.stderr.contains("details"),
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
+async fn requests_reach_the_function_intact_and_errors_are_problems() {
+    let mut p = Platform::new("forwarding");
+    p.start_faas(&["--upstream-timeout", "2"]).ok();
+    let (_dir, file) = deploy_file(json!([echo_entry("echo", "echo")]));
+    p.cli(&["deploy", file.to_str().unwrap()]).ok();
+    let client = http();
+
+    // Path, query, method and headers arrive; hop-by-hop headers do not.
+    let r = client
+        .request(
+            reqwest::Method::PATCH,
+            p.url("/functions/echo/a/b?x=1&y=two"),
+        )
+        .header("x-custom", "kept")
+        .header("connection", "keep-alive, x-dropped")
+        .header("x-dropped", "1")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["method"], "PATCH");
+    assert_eq!(v["path"], "/a/b");
+    assert_eq!(v["query"], "x=1&y=two");
+    assert_eq!(v["bodyLength"], 5);
+    assert_eq!(v["headers"]["x-custom"], "kept");
+    assert!(v["headers"]["x-dropped"].is_null(), "{v}");
+    assert!(v["headers"]["x-forwarded-for"].is_string(), "{v}");
+    assert_eq!(
+        v["headers"]["x-forwarded-host"],
+        format!("127.0.0.1:{}", p.port)
+    );
+    assert_eq!(v["headers"]["x-forwarded-proto"], "http");
+
+    // A 5 MB body streams through and back intact.
+    let body: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|i: usize| (i * 7 % 251) as u8)
+        .collect();
+    let r = client
+        .post(p.url("/functions/echo/body"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.bytes().await.unwrap().as_ref() == body.as_slice(),
+        "5 MB round trip differs"
+    );
+
+    // A body above the limit is refused (declared length: before anything is sent upstream).
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(
+        b"POST /functions/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 17000000\r\n\r\nabc",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = raw.read(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+
+    // Past the timeout: 504. Function down: 502. Both problem+json.
+    let r = client
+        .get(p.url("/functions/echo/slow?ms=4000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    problem(&r.json().await.unwrap(), 504);
+    docker(&["stop", &p.object("rfa-fn-echo")]);
+    let r = client.get(p.url("/functions/echo")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let details: Value = serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+    assert_eq!(details[0]["status"], "down");
+}
+
+#[tokio::test]
+async fn redeploy_under_load_drops_nothing_and_routes_survive_a_proxy_restart() {
+    let p = Platform::start("redeploy");
+    let mut entry = echo_entry("echo", "echo");
+    entry["replicas"] = json!(2);
+    entry["env"] = json!({"VERSION": "1"});
+    let (_d1, v1) = deploy_file(json!([entry.clone()]));
+    p.cli(&["deploy", v1.to_str().unwrap()]).ok();
+    entry["env"] = json!({"VERSION": "2"});
+    let (_d2, v2) = deploy_file(json!([entry]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let seen_v2 = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, seen_v2, failures) =
+            (stop.clone(), ok.clone(), seen_v2.clone(), failures.clone());
+        let url = p.url("/functions/echo/work");
+        workers.push(tokio::spawn(async move {
+            let client = http();
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        if v["version"] == "2" {
+                            seen_v2.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", r.status())),
+                    Err(e) => failures.lock().unwrap().push(e.to_string()),
+                }
+            }
+        }));
+    }
+    let run = tokio::task::spawn_blocking({
+        let path = v2.clone();
+        let instance = p.instance.clone();
+        let config = p.token_path();
+        move || {
+            let config_home = config
+                .parent()
+                .and_then(|d| d.parent())
+                .unwrap()
+                .to_path_buf();
+            std::process::Command::new(cli_path())
+                .args(["deploy", path.to_str().unwrap()])
+                .env("RFAAS_INSTANCE", instance)
+                .env("XDG_CONFIG_HOME", config_home)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eventually(
+        Duration::from_secs(10),
+        "calls answered by version 2",
+        || async { (seen_v2.load(Ordering::Relaxed) > 20).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {:?}",
+        failures.len(),
+        ok.load(Ordering::Relaxed),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok.load(Ordering::Relaxed) > 50);
+    let replicas = p
+        .containers()
+        .into_iter()
+        .filter(|c| c.contains("rfa-fn-echo"))
+        .count();
+    assert_eq!(
+        replicas,
+        2,
+        "the old replicas are gone: {:?}",
+        p.containers()
+    );
+    assert_eq!(
+        inspect(&p.object("rfa-fn-echo-1"))["State"]["Running"],
+        true
+    );
+
+    // The gateway restarts (crash): its routes come back from its volume.
+    docker(&["restart", &p.object("rfa-proxy")]);
+    let client = http();
+    eventually(
+        Duration::from_secs(20),
+        "the route after a proxy restart",
+        || async {
+            let r = client.get(p.url("/functions/echo")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A small crate in a temp dir, for bad-input cases.
+fn crate_with(dir: &std::path::Path, cargo_deps: &str, lib: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[package]\nname = \"badfn\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n{cargo_deps}\n\n[workspace]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/lib.rs"), lib).unwrap();
+}
+
+#[tokio::test]
+async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
+    let p = Platform::start("baddeploy");
+    let (_d, good) = deploy_file(json!([echo_entry("echo", "echo")]));
+    p.cli(&["deploy", good.to_str().unwrap()]).ok();
+    let id = container_id(&p.object("rfa-fn-echo"));
+    let fb = format!(
+        "function-base = {{ path = {:?} }}",
+        root().join("function-base").display().to_string()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("pkg");
+
+    let deploy_json = |text: &str| {
+        let path = tmp.path().join("d.json");
+        std::fs::write(&path, text).unwrap();
+        p.cli(&["deploy", path.to_str().unwrap()]).failed()
+    };
+    let entry = |name: &str, pkg_dir: &std::path::Path, file: &std::path::Path| {
+        json!({"deploy": [{"name": name, "packageDir": pkg_dir, "filePath": file}]}).to_string()
+    };
+    let expect = |run: Run, needles: &[&str]| {
+        for n in needles {
+            assert!(run.stderr.contains(n), "expected {n:?} in:\n{run}");
+        }
+    };
+
+    expect(
+        p.cli(&["deploy", "/nonexistent/deploy.json"]).failed(),
+        &["/nonexistent/deploy.json", "cannot read"],
+    );
+    expect(deploy_json("{ not json"), &["d.json:1:"]);
+    expect(
+        deploy_json(r#"{"deploy":[{"name":"x","packageDir":".","filePath":"a.rs","asink":true}]}"#),
+        &["unknown field `asink`"],
+    );
+    expect(deploy_json(r#"{"deploy":[]}"#), &["empty"]);
+    expect(
+        deploy_json(r#"{"deploy":[{"name":"Bad-Name","packageDir":".","filePath":"a.rs"}]}"#),
+        &["Bad-Name", "not valid"],
+    );
+    expect(
+        deploy_json(
+            r#"{"deploy":[{"name":"a","packageDir":".","filePath":"a.rs"},{"name":"a","packageDir":".","filePath":"a.rs"}]}"#,
+        ),
+        &["appears twice"],
+    );
+    std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+    expect(
+        deploy_json(&entry(
+            "x",
+            &tmp.path().join("empty"),
+            &tmp.path().join("empty/a.rs"),
+        )),
+        &["not a Cargo package"],
+    );
+    crate_with(&pkg, "", "pub async fn x(req: Request) {}");
+    expect(
+        deploy_json(&entry("x", &pkg, &pkg.join("src/lib.rs"))),
+        &["does not depend on function-base"],
+    );
+    crate_with(
+        &pkg,
+        &fb,
+        "use function_base::prelude::*;\nfn x(req: Request) {}\nasync fn y(req: Request) {}\npub async fn z(a: u8, b: u8) {}\n",
+    );
+    expect(
+        deploy_json(&entry("x", &pkg, &pkg.join("src/missing.rs"))),
+        &["does not exist"],
+    );
+    std::fs::write(
+        tmp.path().join("outside.rs"),
+        "pub async fn x(req: Request) {}",
+    )
+    .unwrap();
+    expect(
+        deploy_json(&entry("x", &pkg, &tmp.path().join("outside.rs"))),
+        &["outside packageDir"],
+    );
+    let lib = pkg.join("src/lib.rs");
+    expect(
+        deploy_json(&entry("nothere", &pkg, &lib)),
+        &[
+            "lib.rs:1:1",
+            "no top-level function named 'nothere'",
+            "pub async fn nothere(req: Request)",
+        ],
+    );
+    expect(
+        deploy_json(&entry("y", &pkg, &lib)),
+        &["lib.rs:3:7", "not pub"],
+    );
+    std::fs::write(
+        &lib,
+        "use function_base::prelude::*;\npub fn x(req: Request) {}\n",
+    )
+    .unwrap();
+    expect(
+        deploy_json(&entry("x", &pkg, &lib)),
+        &[
+            "lib.rs:2:5",
+            "not async",
+            "Expected: pub async fn x(req: Request) -> impl IntoResponse",
+        ],
+    );
+    std::fs::write(&lib, "pub async fn z(a: u8, b: u8) {}\n").unwrap();
+    expect(
+        deploy_json(&entry("z", &pkg, &lib)),
+        &["lib.rs:1:", "takes (_: u8, _: u8)"],
+    );
+
+    // Code that does not compile: cargo's error, with file and line, and nothing changes.
+    std::fs::write(&lib, "use function_base::prelude::*;\npub async fn echo(req: Request) -> impl IntoResponse {\n    let n: u32 = \"text\";\n    n.to_string()\n}\n").unwrap();
+    let run = deploy_json(&entry("echo", &pkg, &lib));
+    expect(
+        run,
+        &["mismatched types", "src/lib.rs:3", "does not compile"],
+    );
+
+    // A function that panics at start: never healthy, clear error, the old version kept.
+    let boom_dir = fixture("echo");
+    let mut boom = json!({"name": "boom", "packageDir": boom_dir, "filePath": boom_dir.join("src/lib.rs"), "mainProcess": true});
+    let (_b1, b1) = deploy_file(json!([boom.clone()]));
+    p.cli(&["deploy", b1.to_str().unwrap()]).ok();
+    boom["env"] = json!({"BOOM": "1"});
+    let (_b2, b2) = deploy_file(json!([boom]));
+    let run = p.cli(&["deploy", b2.to_str().unwrap()]).failed();
+    expect(
+        run,
+        &[
+            "boom: failing at start on purpose",
+            "previous version keeps serving",
+        ],
+    );
+    let client = http();
+    let r = client.get(p.url("/functions/boom/")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "boom is fine\n");
+    assert_eq!(
+        p.containers().iter().filter(|c| c.contains("boom")).count(),
+        1,
+        "the failed replica was removed: {:?}",
+        p.containers()
+    );
+
+    // Through all of it, echo kept serving from the same container.
+    assert_eq!(container_id(&p.object("rfa-fn-echo")), id);
+    assert_eq!(
+        client
+            .get(p.url("/functions/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn new_scaffolds_deploy_as_they_are() {
+    let p = Platform::start("scaffold");
+    let tmp = tempfile::tempdir().unwrap();
+    let http_dir = tmp.path().join("hello_fn");
+    let main_dir = tmp.path().join("shop");
+    p.cli(&["new", "hello_fn", "--dir", http_dir.to_str().unwrap()])
+        .ok();
+    p.cli(&[
+        "new",
+        "shop",
+        "--kind",
+        "main",
+        "--dir",
+        main_dir.to_str().unwrap(),
+    ])
+    .ok();
+    let again = p
+        .cli(&["new", "hello_fn", "--dir", http_dir.to_str().unwrap()])
+        .failed();
+    assert!(again.stderr.contains("exists"), "{again}");
+    let bad = p.cli(&["new", "Hello"]).failed();
+    assert!(bad.stderr.contains("not a valid function name"), "{bad}");
+
+    p.cli(&["deploy", http_dir.join("deploy.json").to_str().unwrap()])
+        .ok();
+    p.cli(&["deploy", main_dir.join("deploy.json").to_str().unwrap()])
+        .ok();
+    let client = http();
+    let r = client
+        .get(p.url("/functions/hello_fn/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "Hello from hello_fn at /x\n");
+    let r = client
+        .get(p.url("/functions/shop/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "Hello from shop\n");
+    let details: Value = serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+    assert_eq!(details[1]["kind"], "main");
+}
