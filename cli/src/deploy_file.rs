@@ -49,6 +49,16 @@ pub struct Entry {
 pub const DEFAULT_MEMORY: &str = "128m";
 pub const MAX_REPLICAS: u32 = 16;
 
+/// Variables the platform sets in every function container; a deploy file may not override them.
+const RESERVED_ENV: [&str; 6] = [
+    rfa_wire::env::NATS_URL,
+    rfa_wire::env::STORE_URL,
+    rfa_wire::env::FUNCTION_NAME,
+    rfa_wire::env::FUNCTION_KIND,
+    rfa_wire::env::PORT,
+    rfa_wire::env::MAX_INFLIGHT,
+];
+
 /// Flags from the command line that apply to every entry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Overrides {
@@ -139,10 +149,8 @@ pub fn parse(
             if !ok {
                 bail!("{at}: env name '{key}' is not valid: use letters, digits and '_'");
             }
-            if key.starts_with("RFAAS_") {
-                bail!(
-                    "{at}: env name '{key}' is reserved: RFAAS_* variables are set by the platform"
-                );
+            if RESERVED_ENV.contains(&key.as_str()) {
+                bail!("{at}: env name '{key}' is reserved: the platform sets it");
             }
         }
         entries.push(Entry {
@@ -264,7 +272,7 @@ mod tests {
             )
             .contains("memory")
         );
-        assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","env":{"RFAAS_X":"1"}}]}"#).contains("reserved"));
+        assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","env":{"RFAAS_NATS_URL":"x"}}]}"#).contains("reserved"));
     }
 
     #[test]

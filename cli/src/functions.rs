@@ -130,7 +130,7 @@ pub async fn deploy(
         format!("{}={}", env::FUNCTION_NAME, entry.name),
         format!("{}={}", env::FUNCTION_KIND, entry.kind),
         format!("{}={FUNCTION_PORT}", env::PORT),
-        format!("RFAAS_MAX_INFLIGHT={}", entry.max_inflight),
+        format!("{}={}", env::MAX_INFLIGHT, entry.max_inflight),
     ];
     env_vars.extend(p.platform_env.iter().cloned());
     env_vars.extend(entry.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -246,6 +246,7 @@ async fn register(
             upstreams,
             image: image.to_string(),
             deployed_at: rfa_wire::time::now(),
+            queue: None,
         })
         .await
 }

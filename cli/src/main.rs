@@ -47,6 +47,8 @@ enum Command {
     List,
     /// Scaffold a function crate that deploys as it is.
     New(commands::new::Args),
+    /// Look at and change the document store's data.
+    Store(commands::store::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,5 +83,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => commands::logs::run(&instance, args).await,
         Command::List => commands::list::run(&instance).await,
         Command::New(args) => commands::new::run(args),
+        Command::Store(args) => commands::store::run(&instance, args).await,
     }
 }

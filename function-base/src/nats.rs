@@ -168,6 +168,11 @@ pub(crate) struct Consume {
     pub ack_wait: Duration,
 }
 
+/// Lifetime of one pull request. nats-server 2.9 keeps offering messages to a pull request
+/// whose worker has gone until the request expires (the message then waits for its
+/// `ack_wait` before redelivery), so keep it short.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+
 /// Wait before the message stream is opened again after it ended.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -220,6 +225,7 @@ pub(crate) async fn consume<P: Process>(
             consumer
                 .stream()
                 .max_messages_per_batch(max_inflight)
+                .expires(PULL_EXPIRES)
                 .messages()
         })
         .await

@@ -10,10 +10,14 @@ use rfa_wire::route::FunctionRoute;
 use crate::{ProxyError, SharedState, auth};
 
 pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    match auth::check(&headers, &state.config.token) {
-        Ok(()) => Json(state.routes.all()).into_response(),
-        Err(e) => e.into_response(),
+    if let Err(e) = auth::check(&headers, &state.config.token) {
+        return e.into_response();
     }
+    let mut routes = state.routes.all();
+    for route in &mut routes {
+        route.queue = state.nats.queue_stats(&route.name).await;
+    }
+    Json(routes).into_response()
 }
 
 pub async fn get_one(
@@ -22,11 +26,12 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Result<Json<FunctionRoute>, ProxyError> {
     auth::check(&headers, &state.config.token)?;
-    state
+    let mut route = state
         .routes
         .get(&name)
-        .map(Json)
-        .ok_or(ProxyError::UnknownFunction(name))
+        .ok_or(ProxyError::UnknownFunction(name))?;
+    route.queue = state.nats.queue_stats(&route.name).await;
+    Ok(Json(route))
 }
 
 pub async fn put(

@@ -82,6 +82,21 @@ impl Nats {
         }
     }
 
+    /// The async-call queue of `function`, when NATS is up and the function's worker has
+    /// created its consumer.
+    pub async fn queue_stats(&self, function: &str) -> Option<rfa_wire::route::QueueStats> {
+        let (_, js) = self.get().ok()?;
+        let stream = js.get_stream(rfa_wire::subjects::ASYNC_STREAM).await.ok()?;
+        let info = stream
+            .consumer_info(rfa_wire::subjects::async_consumer(function))
+            .await
+            .ok()?;
+        Some(rfa_wire::route::QueueStats {
+            pending: info.num_pending,
+            inflight: info.num_ack_pending as u64,
+        })
+    }
+
     /// Whether the gateway can queue calls right now.
     pub fn is_connected(&self) -> bool {
         self.get().is_ok()

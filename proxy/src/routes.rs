@@ -126,6 +126,7 @@ mod tests {
             upstreams: upstreams.iter().map(|s| s.to_string()).collect(),
             image: "img".into(),
             deployed_at: "now".into(),
+            queue: None,
         }
     }
 

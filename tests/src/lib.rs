@@ -284,3 +284,88 @@ pub fn echo_entry(name: &str, function: &str) -> serde_json::Value {
 pub fn container_id(name: &str) -> String {
     inspect(name)["Id"].as_str().unwrap_or_default().to_string()
 }
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A callback receiver on the host, reachable from containers as
+/// `http://host.docker.internal:<port>`. It can refuse the first `fail_first` requests with 503.
+pub struct Receiver {
+    pub port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(fail_first: usize) -> Receiver {
+        use std::sync::atomic::Ordering;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, a) = (got.clone(), attempts.clone());
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (g, a) = (g.clone(), a.clone());
+            async move {
+                let n = a.fetch_add(1, Ordering::SeqCst);
+                if n < fail_first {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let path = req.uri().path().to_string();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                    .collect();
+                let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+                    .await
+                    .unwrap_or_default();
+                g.lock().unwrap().push(Received {
+                    path,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                axum::http::StatusCode::OK
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            port,
+            got,
+            attempts,
+            _server: server,
+        }
+    }
+
+    /// The URL functions use to reach this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://host.docker.internal:{}{path}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests were received.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        eventually(timeout, &format!("{n} callbacks"), || async {
+            let got = self.received();
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+}

@@ -87,6 +87,11 @@ pub mod subjects {
         format!("rfa.store.{table}.{event}.{id}")
     }
 
+    /// The durable consumer through which a function's replicas share its async calls.
+    pub fn async_consumer(function: &str) -> String {
+        format!("fn-{function}")
+    }
+
     /// `rfa.dead.<name>`: given-up work of one function.
     pub fn dead_letter(function: &str) -> String {
         format!("rfa.dead.{function}")

@@ -43,4 +43,17 @@ pub struct FunctionRoute {
     pub image: String,
     /// RFC 3339 time of the deployment.
     pub deployed_at: String,
+    /// Async calls waiting and running, filled in by the gateway when it lists functions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStats>,
+}
+
+/// The state of a function's async-call queue.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    /// Calls stored and not yet picked up by a replica.
+    pub pending: u64,
+    /// Calls a replica is running (delivered, not yet acknowledged).
+    pub inflight: u64,
 }

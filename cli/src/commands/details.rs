@@ -26,6 +26,10 @@ struct Row {
     uptime: String,
     #[serde(rename = "uptimeSeconds")]
     uptime_seconds: Option<u64>,
+    /// Async calls waiting for a replica.
+    queued: Option<u64>,
+    /// Async calls a replica is running.
+    inflight: Option<u64>,
 }
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
@@ -75,6 +79,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
                 .unwrap_or_default(),
             uptime: uptime_seconds.map(human).unwrap_or_else(|| "-".into()),
             uptime_seconds,
+            queued: route.and_then(|r| r.queue).map(|q| q.pending),
+            inflight: route.and_then(|r| r.queue).map(|q| q.inflight),
             name,
         });
     }
@@ -89,7 +95,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let header = [
         "NAME", "KIND", "URL", "STATUS", "REPLICAS", "IMAGE", "UPTIME",
     ];
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -100,10 +106,14 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
                 r.replicas.clone(),
                 r.image.clone(),
                 r.uptime.clone(),
+                match (r.queued, r.inflight) {
+                    (Some(q), Some(i)) => format!("{q}/{i}"),
+                    _ => "-".to_string(),
+                },
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|i| {
             table
                 .iter()

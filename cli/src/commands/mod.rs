@@ -8,3 +8,4 @@ pub mod new;
 pub mod start_faas;
 pub mod stop;
 pub mod stop_faas;
+pub mod store;
