@@ -37,10 +37,10 @@ pub struct Settings {
 
 /// Reads the instance's admin token, creating it (mode 0600) when `create` is set.
 pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
-    if let Ok(t) = std::env::var(env::TOKEN) {
-        if !t.is_empty() {
-            return Ok(t);
-        }
+    if let Ok(t) = std::env::var(env::TOKEN)
+        && !t.is_empty()
+    {
+        return Ok(t);
     }
     let path = instance.token_path()?;
     match std::fs::read_to_string(&path) {
@@ -276,7 +276,6 @@ pub async fn wait_healthy(
     instance: &Instance,
     role: Role,
     name: &str,
-    settings: &Settings,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -305,17 +304,17 @@ pub async fn wait_healthy(
             }
         }
         let state = engine.inspect(name).await?.and_then(|c| c.state);
-        if let Some(state) = state {
-            if state.running == Some(false) && state.restarting != Some(true) {
-                last = format!(
-                    "the container exited with code {}",
-                    state.exit_code.unwrap_or(-1)
-                );
-            }
+        if let Some(state) = state
+            && state.running == Some(false)
+            && state.restarting != Some(true)
+        {
+            last = format!(
+                "the container exited with code {}",
+                state.exit_code.unwrap_or(-1)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = settings;
     let logs = engine.tail_logs(name, 15).await;
     bail!(
         "{name} did not become healthy within {} s ({last}).\nIts last log lines:\n{logs}",

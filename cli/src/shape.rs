@@ -206,7 +206,7 @@ pub fn check_source(
     let found_args = || {
         sig.inputs
             .iter()
-            .map(|a| quote_arg(a))
+            .map(quote_arg)
             .collect::<Vec<_>>()
             .join(", ")
     };

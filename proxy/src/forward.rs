@@ -127,10 +127,8 @@ async fn proxy(
     name: &str,
 ) -> Result<Response, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    if let Some(length) = content_length(&parts.headers) {
-        if length > limit {
-            return Err(ProxyError::BodyTooLarge { limit });
-        }
+    if content_length(&parts.headers).is_some_and(|length| length > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
     }
     let query = parts
         .uri

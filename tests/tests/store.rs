@@ -155,12 +155,10 @@ async fn payment(p: &Platform, id: &str) -> Option<Value> {
         .send()
         .await
         .ok()?;
-    (r.status() == 200)
-        .then(|| ())
-        .map(|_| r)?
-        .json()
-        .await
-        .ok()
+    if r.status() != 200 {
+        return None;
+    }
+    r.json().await.ok()
 }
 
 #[tokio::test]

@@ -190,7 +190,6 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             instance,
             *role,
             &spec.name,
-            &settings,
             Duration::from_secs(60),
         )
         .await
@@ -253,10 +252,10 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
         (Role::Store, instance.store()),
         (Role::Proxy, instance.proxy()),
     ] {
-        if let Ok(Some(c)) = engine.inspect(&name).await {
-            if c.state.and_then(|s| s.running).unwrap_or(false) {
-                running.push(name);
-            }
+        if let Ok(Some(c)) = engine.inspect(&name).await
+            && c.state.and_then(|s| s.running).unwrap_or(false)
+        {
+            running.push(name);
         }
     }
     eprintln!(
