@@ -64,7 +64,7 @@ impl Worker {
             what: format!("async calls of {}", self.function),
             stream: streams::async_calls,
             consumer: pull::Config {
-                durable_name: Some(format!("fn-{}", self.function)),
+                durable_name: Some(rfa_wire::subjects::async_consumer(&self.function)),
                 description: Some(format!("async calls of function {}", self.function)),
                 filter_subject: subjects::async_call(&self.function),
                 deliver_policy: DeliverPolicy::All,

@@ -40,7 +40,6 @@ pub mod id;
 pub mod merge;
 pub mod metrics;
 pub mod publisher;
-pub mod time;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -125,7 +124,7 @@ impl Shared {
         op: Op<'_>,
         if_match: Option<&IfMatch>,
     ) -> Result<Committed, DbError> {
-        let now = time::now();
+        let now = rfa_wire::time::now();
         let committed = self.db.write(table, id, op, if_match, &now)?;
         self.metrics.outbox_pending.inc();
         self.metrics
