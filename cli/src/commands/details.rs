@@ -93,7 +93,14 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let header = [
-        "NAME", "KIND", "URL", "STATUS", "REPLICAS", "IMAGE", "UPTIME",
+        "NAME",
+        "KIND",
+        "URL",
+        "STATUS",
+        "REPLICAS",
+        "IMAGE",
+        "UPTIME",
+        "QUEUED/RUNNING",
     ];
     let table: Vec<[String; 8]> = rows
         .iter()
