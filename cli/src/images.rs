@@ -324,9 +324,7 @@ impl BaseImage {
             );
         };
         progress.step(&format!("building base image {}", self.tag));
-        engine
-            .build_image(&self.tag, context.clone(), |l| progress.detail(l))
-            .await?;
+        build_with_retry(engine, &self.tag, context, progress, None).await?;
         Ok(true)
     }
 }
@@ -389,11 +387,34 @@ impl AppImage {
         }
         base.ensure(engine, progress).await?;
         progress.step(&format!("building image {}", self.tag));
-        engine
-            .build_image(&self.tag, self.context.clone(), |l| progress.detail(l))
-            .await?;
+        build_with_retry(engine, &self.tag, &self.context, progress, Some(base)).await?;
         Ok(true)
     }
+}
+
+/// Builds an image, trying once more if the engine fails. Our contexts are generated, so a
+/// failure is the engine's, and the one seen in practice is a race: another instance's
+/// `stopFaas --prune` removing a cached layer (or the base) while this build reuses it.
+async fn build_with_retry(
+    engine: &Engine,
+    tag: &str,
+    context: &[u8],
+    progress: &crate::progress::Progress,
+    base: Option<&BaseImage>,
+) -> anyhow::Result<()> {
+    let first = engine
+        .build_image(tag, context.to_vec(), |l| progress.detail(l))
+        .await;
+    let Err(e) = first else {
+        return Ok(());
+    };
+    progress.step(&format!("building {tag} failed ({e:#}); trying once more"));
+    if let Some(base) = base {
+        Box::pin(base.ensure(engine, progress)).await?;
+    }
+    engine
+        .build_image(tag, context.to_vec(), |l| progress.detail(l))
+        .await
 }
 
 /// A build context: the Dockerfile and the named files at the root of a tar.

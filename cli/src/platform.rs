@@ -166,6 +166,8 @@ pub fn specs(
             memory_bytes: Some(512 * 1024 * 1024),
             pids_limit: Some(512),
             hardened: true,
+            // So a NATS or OTLP collector on the host is reachable (--nats-url).
+            host_gateway: true,
             ..Default::default()
         };
         if !matches!(settings.nats, NatsSource::HostBinary(_)) {
@@ -193,6 +195,8 @@ pub fn specs(
             memory_bytes: Some(512 * 1024 * 1024),
             pids_limit: Some(512),
             hardened: true,
+            // So a NATS or OTLP collector on the host is reachable (--nats-url).
+            host_gateway: true,
             ..Default::default()
         },
     ));
@@ -224,6 +228,8 @@ pub fn specs(
             memory_bytes: Some(512 * 1024 * 1024),
             pids_limit: Some(1024),
             hardened: true,
+            // So a NATS or OTLP collector on the host is reachable (--nats-url).
+            host_gateway: true,
             ..Default::default()
         },
     ));

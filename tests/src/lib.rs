@@ -183,9 +183,21 @@ impl Platform {
 }
 
 impl Drop for Platform {
+    /// Removes the instance: its containers and network (`stopFaas`), its volumes and generated
+    /// crates. Not `--prune`: that would also remove the shared images other tests are using.
     fn drop(&mut self) {
         if self.started {
-            let _ = self.cli(&["stopFaas", "--prune"]);
+            let _ = self.cli(&["stopFaas"]);
+            let label = format!("label=io.rfaas.instance={}", self.instance);
+            let volumes = Command::new("docker")
+                .args(["volume", "ls", "-q", "--filter", &label])
+                .output();
+            if let Ok(out) = volumes {
+                for v in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["volume", "rm", v]).output();
+                }
+            }
+            let _ = std::fs::remove_dir_all(root().join("deployments").join(&self.instance));
         }
     }
 }

@@ -317,3 +317,84 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing_behind() {
     assert!(run.stderr.contains("instance name"), "{run}");
     assert!(p.containers().is_empty());
 }
+
+#[tokio::test]
+async fn nats_can_be_an_external_server_or_a_users_image() {
+    // An external NATS on the host, reached as host.docker.internal.
+    let nats_port = free_port();
+    let js_dir = tempfile::tempdir().unwrap();
+    let mut nats = std::process::Command::new("nats-server")
+        .args(["-js", "-a", "0.0.0.0", "-p", &nats_port.to_string(), "-sd"])
+        .arg(js_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (apt-get install nats-server)");
+    eventually(
+        Duration::from_secs(20),
+        "the host nats-server listening",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", nats_port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let mut p = Platform::new("natsurl");
+    let url = format!("nats://host.docker.internal:{nats_port}");
+    p.start_faas(&["--nats-url", &url]).ok();
+    assert!(
+        !p.containers().contains(&p.object("rfa-nats")),
+        "no NATS container: {:?}",
+        p.containers()
+    );
+    let (_d, file) = deploy_file(serde_json::json!([echo_entry("echo", "echo")]));
+    p.cli(&["deploy", file.to_str().unwrap()]).ok();
+    let env = inspect(&p.object("rfa-fn-echo"))["Config"]["Env"].to_string();
+    assert!(env.contains(&format!("RFAAS_NATS_URL={url}")), "{env}");
+    let client = http();
+    eventually(
+        Duration::from_secs(30),
+        "an async call stored on the external NATS",
+        || async {
+            let r = client
+                .post(p.url("/async-functions/echo"))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 202).then_some(())
+        },
+    )
+    .await;
+    drop(p);
+    let _ = nats.kill();
+
+    // A NATS image the user names (here: the one rfaas builds, under a tag of the user's).
+    let source = Platform::start("natssrc");
+    let image = inspect(&source.object("rfa-nats"))["Config"]["Image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own = format!("my-nats:{}", rand::random::<u32>());
+    docker(&["tag", &image, &own]);
+    drop(source);
+    let mut p = Platform::new("natsimage");
+    p.start_faas(&["--nats-image", &own]).ok();
+    assert_eq!(
+        inspect(&p.object("rfa-nats"))["Config"]["Image"],
+        own.as_str()
+    );
+    drop(p);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &own])
+        .output();
+    let mut missing = Platform::new("natsmissing");
+    let run = missing.start_faas(&["--nats-image", "not-here:1"]).failed();
+    assert!(run.stderr.contains("never pulls"), "{run}");
+    assert!(
+        missing.containers().is_empty(),
+        "{:?}",
+        missing.containers()
+    );
+}
