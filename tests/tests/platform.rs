@@ -323,13 +323,14 @@ async fn nats_can_be_an_external_server_or_a_users_image() {
     // An external NATS on the host, reached as host.docker.internal.
     let nats_port = free_port();
     let js_dir = tempfile::tempdir().unwrap();
-    let mut nats = std::process::Command::new("nats-server")
+    let nats = std::process::Command::new("nats-server")
         .args(["-js", "-a", "0.0.0.0", "-p", &nats_port.to_string(), "-sd"])
         .arg(js_dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("nats-server is installed (apt-get install nats-server)");
+    let nats = KillOnDrop(nats);
     eventually(
         Duration::from_secs(20),
         "the host nats-server listening",
@@ -368,7 +369,7 @@ async fn nats_can_be_an_external_server_or_a_users_image() {
     )
     .await;
     drop(p);
-    let _ = nats.kill();
+    drop(nats);
 
     // A NATS image the user names (here: the one rfaas builds, under a tag of the user's).
     let source = Platform::start("natssrc");
@@ -397,4 +398,14 @@ async fn nats_can_be_an_external_server_or_a_users_image() {
         "{:?}",
         missing.containers()
     );
+}
+
+/// A child process ended (and reaped) when the test ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
