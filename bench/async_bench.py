@@ -132,6 +132,7 @@ async def run_latency(a, rec):
     arrivals = {k: v for k, v in rec.arrivals.items() if k in sent}
     lat = [(arrivals[c] - acc[c]) * 1000 for c in acc if c in arrivals]
     acc_lat = [(acc[c] - sent[c]) * 1000 for c in acc]
+    e2e = [(arrivals[c] - sent[c]) * 1000 for c in acc if c in arrivals]
     lost = sum(1 for c in acc if c not in arrivals)
     unexpected = sum(1 for c in arrivals if c not in acc)
     first = min(acc.values()) if acc else start
@@ -146,7 +147,7 @@ async def run_latency(a, rec):
         "cb_p50_ms": round(pct(lat, 50), 2), "cb_p90_ms": round(pct(lat, 90), 2),
         "cb_p99_ms": round(pct(lat, 99), 2), "cb_max_ms": round(max(lat) if lat else float("nan"), 2),
         "accept_p50_ms": round(pct(acc_lat, 50), 2), "accept_p99_ms": round(pct(acc_lat, 99), 2),
-        "e2e_p50_ms": round(pct([(arrivals[c] - sent[c]) * 1000 for c in acc if c in arrivals], 50), 2),
+        "e2e_p50_ms": round(pct(e2e, 50), 2), "e2e_p99_ms": round(pct(e2e, 99), 2),
     }
     return res
 
@@ -155,7 +156,7 @@ async def run_wrk(a, rec):
     prefix = f"thr-{os.getpid()}-{int(time.time())}-"
     cb = f"http://host.docker.internal:{a.cb_port}/cb"
     env = dict(os.environ, CALL_PREFIX=prefix, CALLBACK_URL=cb)
-    cmd = ["wrk", "-t1", f"-c{a.conns}", f"-d{a.seconds}s", "-s", a.lua, a.url]
+    cmd = ["wrk", "-t1", f"-c{a.conns}", f"-d{int(a.seconds)}s", "-s", a.lua, a.url]
     start = time.perf_counter()
     p = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
                                              stderr=asyncio.subprocess.STDOUT)
