@@ -443,17 +443,10 @@ impl Engine {
 
     /// The host port the container publishes `port` on.
     pub async fn published_port(&self, name: &str, port: u16) -> anyhow::Result<Option<u16>> {
-        let Some(info) = self.inspect(name).await? else {
-            return Ok(None);
-        };
-        let key = format!("{port}/tcp");
-        Ok(info
-            .network_settings
-            .and_then(|s| s.ports)
-            .and_then(|mut p| p.remove(&key))
-            .flatten()
-            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
-            .and_then(|p| p.parse().ok()))
+        Ok(self
+            .inspect(name)
+            .await?
+            .and_then(|info| published_port_of(&info, port)))
     }
 
     /// Writes the container's logs to stdout/stderr; `follow` keeps streaming.
@@ -498,6 +491,19 @@ impl Engine {
         }
         out
     }
+}
+
+/// The host port `info`'s container publishes `port` on.
+pub fn published_port_of(info: &ContainerInspectResponse, port: u16) -> Option<u16> {
+    info.network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(&format!("{port}/tcp"))?
+        .as_ref()?
+        .iter()
+        .find_map(|b| b.host_port.as_deref())
+        .and_then(|p| p.parse().ok())
 }
 
 fn status_code(e: &bollard::errors::Error) -> Option<u16> {

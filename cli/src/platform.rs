@@ -91,28 +91,21 @@ pub fn instance_flag(instance: &Instance) -> String {
 /// The gateway's base URL on the host, read from the running proxy container.
 pub async fn gateway_url(engine: &Engine, instance: &Instance) -> anyhow::Result<String> {
     let name = instance.proxy();
-    let running = engine
+    let info = engine
         .inspect(&name)
         .await?
-        .and_then(|c| c.state)
-        .and_then(|s| s.running)
-        .unwrap_or(false);
-    if !running {
+        .filter(|c| c.state.as_ref().and_then(|s| s.running).unwrap_or(false));
+    let Some(info) = info else {
         bail!(
             "the rfaas gateway ({name}) is not running: start the platform with `proxyCli startFaas{}`",
             instance_flag(instance)
         );
-    }
-    let port = engine
-        .published_port(&name, PROXY_PORT)
-        .await?
-        .with_context(|| {
-            format!("{name} publishes no port: run `proxyCli startFaas` to repair it")
-        })?;
-    let ip = engine
-        .inspect(&name)
-        .await?
-        .and_then(|c| c.host_config)
+    };
+    let port = crate::docker::published_port_of(&info, PROXY_PORT).with_context(|| {
+        format!("{name} publishes no port: run `proxyCli startFaas` to repair it")
+    })?;
+    let ip = info
+        .host_config
         .and_then(|h| h.port_bindings)
         .and_then(|mut p| p.remove(&format!("{PROXY_PORT}/tcp")))
         .flatten()

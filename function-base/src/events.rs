@@ -108,7 +108,7 @@ impl EventConsumer {
                     event.as_str(),
                     self.function
                 )),
-                filter_subject: format!("rfa.store.{table}.{}.*", event.as_str()),
+                filter_subject: rfa_wire::subjects::store_event(table, event.as_str(), "*"),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: self.ack_wait,

@@ -273,23 +273,14 @@ pub fn deploy_file(entries: serde_json::Value) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// One deploy entry for a function of the echo fixture.
-pub fn echo_entry(name: &str, function: &str) -> serde_json::Value {
+/// One deploy entry for the function `name` of the echo fixture (`echo` or `boom`).
+pub fn echo_entry(name: &str) -> serde_json::Value {
     let dir = fixture("echo");
     serde_json::json!({
         "name": name,
         "packageDir": dir,
         "filePath": dir.join("src").join("lib.rs"),
     })
-    .as_object()
-    .map(|o| {
-        let mut o = o.clone();
-        if name != function {
-            o.insert("name".into(), serde_json::json!(function));
-        }
-        serde_json::Value::Object(o)
-    })
-    .unwrap_or_default()
 }
 
 /// Id of a running container.

@@ -23,7 +23,7 @@ async fn async_calls_are_queued_run_once_and_called_back() {
     p.start_faas(&["--max-async-body", "1024"]).ok();
     let (_d, file) = deploy_file(json!([
         async_entry(json!({"WORK_MS": "200"})),
-        echo_entry("echo", "echo")
+        echo_entry("echo")
     ]));
     p.cli(&["deploy", file.to_str().unwrap()]).ok();
     let receiver = Receiver::start(0).await;

@@ -146,7 +146,7 @@ async fn examples_deploy_call_each_other_and_stop() {
 async fn requests_reach_the_function_intact_and_errors_are_problems() {
     let mut p = Platform::new("forwarding");
     p.start_faas(&["--upstream-timeout", "2"]).ok();
-    let (_dir, file) = deploy_file(json!([echo_entry("echo", "echo")]));
+    let (_dir, file) = deploy_file(json!([echo_entry("echo")]));
     p.cli(&["deploy", file.to_str().unwrap()]).ok();
     let client = http();
 
@@ -229,7 +229,7 @@ async fn requests_reach_the_function_intact_and_errors_are_problems() {
 #[tokio::test]
 async fn redeploy_under_load_drops_nothing_and_routes_survive_a_proxy_restart() {
     let p = Platform::start("redeploy");
-    let mut entry = echo_entry("echo", "echo");
+    let mut entry = echo_entry("echo");
     entry["replicas"] = json!(2);
     entry["env"] = json!({"VERSION": "1"});
     let (_d1, v1) = deploy_file(json!([entry.clone()]));
@@ -354,7 +354,7 @@ fn crate_with(dir: &std::path::Path, cargo_deps: &str, lib: &str) {
 #[tokio::test]
 async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
     let p = Platform::start("baddeploy");
-    let (_d, good) = deploy_file(json!([echo_entry("echo", "echo")]));
+    let (_d, good) = deploy_file(json!([echo_entry("echo")]));
     p.cli(&["deploy", good.to_str().unwrap()]).ok();
     let id = container_id(&p.object("rfa-fn-echo"));
     let fb = format!(

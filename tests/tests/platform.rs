@@ -350,7 +350,7 @@ async fn nats_can_be_an_external_server_or_a_users_image() {
         "no NATS container: {:?}",
         p.containers()
     );
-    let (_d, file) = deploy_file(serde_json::json!([echo_entry("echo", "echo")]));
+    let (_d, file) = deploy_file(serde_json::json!([echo_entry("echo")]));
     p.cli(&["deploy", file.to_str().unwrap()]).ok();
     let env = inspect(&p.object("rfa-fn-echo"))["Config"]["Env"].to_string();
     assert!(env.contains(&format!("RFAAS_NATS_URL={url}")), "{env}");
