@@ -11,8 +11,10 @@
 #   (3) redeploy after a one-line change of the function's source (the answer's text). RUNS times.
 #   (4) unchanged redeploy. RUNS times.
 #   (5) cold start: `proxyCli stop <fn>`, then `proxyCli deploy` with the image already built, to the
-#       first 200. RUNS times. Every line the deploy prints is time-stamped, and the no-op cargo
-#       build deploy always runs first is timed on its own, to show where the time goes.
+#       first 200. RUNS times. Every line the deploy prints is time-stamped. Peer, alternating:
+#       `docker run` of the same image with the same options to the first 200 at its IP (the
+#       engine alone), so the ratio shows what rfaas adds. The no-op cargo build (which deploy
+#       skips when the binary is up to date) is timed on its own.
 # Goals: (2) <= 10 s, (3) <= 8 s, (4) <= 2 s, (5) <= 450 ms.
 # Steps (2)-(5) use the same target dir as (1) (/tmp/bench-target, warm after (1)); with COLD=0
 # they use CARGO_TARGET_DIR if set, else the workspace's target/ (warm after
@@ -125,15 +127,30 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 # ---- (5) cold start of an already built image
-r5=(); e5=()
+r5=(); e5=(); p5=()
 for i in $(seq 1 "$RUNS"); do
     "$CLI" stop "$FN" >/dev/null 2>&1 || die "proxyCli stop $FN failed"
     sleep 1; la=$(load_avg)
     timed_deploy "cold start (image present)" "$FN" "$cur from $FN at"
     r5+=("$LAST_READY"); e5+=("$LAST_EXIT")
     row "(5) stop + deploy (image built), $i" "$LAST_READY" "$LAST_EXIT" "load=[$la]"
+    # The peer, alternating: the engine alone. `docker run` of the same image on the same network
+    # with the same hardening and limits, to the first 200 from /healthz at the container's IP.
+    IMG=$(docker ps --filter label=io.rfaas.instance="$RFAAS_INSTANCE" --filter label=io.rfaas.function="$FN" --format '{{.Image}}' | head -n1)
+    PEER="rfa-bench-peer-$RFAAS_INSTANCE"
+    docker rm -f "$PEER" >/dev/null 2>&1 || true
+    sleep 1; t0=$(now_ms)
+    docker run -d --name "$PEER" --network "$NET" --read-only --tmpfs /tmp:rw,noexec,nosuid,size=64m \
+        --cap-drop ALL --security-opt no-new-privileges:true --memory 128m --pids-limit 256 \
+        --add-host host.docker.internal:host-gateway --restart unless-stopped "$IMG" >/dev/null
+    PIP=$(docker inspect --format "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$PEER")
+    pr=$(wait_200 "http://$PIP:6000/healthz" "$t0" 20)
+    docker rm -f "$PEER" >/dev/null 2>&1 || true
+    p5+=("$pr")
+    row "    peer: docker run → first 200, $i" "$pr" "" "(engine alone)"
 done
-# The cargo no-op build deploy runs first, on its own (same command proxyCli runs).
+# The cargo no-op build, on its own (same command proxyCli runs; deploy skips it when the binary is
+# newer than every source and manifest it was built from, as in (4) and (5)).
 WRAP="$ROOT/deployments/$RFAAS_INSTANCE/$FN/Cargo.toml"
 noop=()
 for i in $(seq 1 "$RUNS"); do
@@ -150,7 +167,8 @@ done
     # the old version already answers the same body: the command's exit is the figure here
     row "(4) unchanged (goal <= 2000, exit)" "$(median "${r4[@]}")" "$(median "${e4[@]}")" "$(verdict "$(median "${e4[@]}")" 2000)"
     row "(5) cold start, image built (goal <= 450)" "$(median "${r5[@]}")" "$(median "${e5[@]}")" "$(verdict "$(median "${r5[@]}")" 450)"
-    echo "  no-op cargo build of the wrapper (part of every deploy): median $(median "${noop[@]}") ms (runs: ${noop[*]})"
+    row "    peer: docker run -> first 200" "$(median "${p5[@]}")" "" "rfaas/peer $(awk "BEGIN{printf \"%.2f\", $(median "${r5[@]}")/$(median "${p5[@]}")}")x, rfaas adds $(awk "BEGIN{print $(median "${r5[@]}")-$(median "${p5[@]}")}") ms"
+    echo "  no-op cargo build of the wrapper (skipped by deploy when up to date): median $(median "${noop[@]}") ms (runs: ${noop[*]})"
     echo "  time-stamped deploy output (where the time goes): $LOGS"
     echo "load after: $(load_avg)"
 } | tee -a "$RESULT"

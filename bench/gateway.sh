@@ -10,6 +10,11 @@
 #           userland port forwarder (docker-proxy); a diagnostic, not part of the goals
 #   nginx   http://127.0.0.1:18998/  — host nginx, upstream = container IP:6000 with keepalive 64,
 #           proxy_http_version 1.1, Connection "" (the usual tuned reverse proxy); temp config in /tmp.
+#   ngx-c   http://127.0.0.1:18996/  — the same nginx binary and config in a container on the same
+#           network, published the way the gateway is (-p 127.0.0.1:18996:8080, so through Docker's
+#           userland proxy) and hardened the way rfaas's containers are: the peer in the gateway's
+#           own topology. Image `rfa-bench-nginx`, built FROM the platform's rfa-base, removed after.
+#   ngx-cip the containerised nginx at its container IP (the peer of gw-ip).
 # Reports the median req/s, p50 and p99 of each, and the ratios:
 #   throughput rfaas/nginx (goal >= 1.0), added p50 (rfaas - direct vs nginx - direct; goal: rfaas's
 #   <= nginx's), p99 rfaas/nginx (goal <= 2.0).
@@ -36,8 +41,12 @@ RESULT="$OUT_DIR/gateway.txt"
 RAW="$OUT_DIR/gateway-wrk.txt"
 : >"$RAW"
 
+NGXC="rfa-bench-nginx-$RFAAS_INSTANCE"
+NGXC_PORT="${BENCH_NGINX_CONTAINER_PORT:-18996}"
 cleanup() {
     [[ -f "$NGX/nginx.pid" ]] && kill "$(cat "$NGX/nginx.pid")" 2>/dev/null || true
+    docker rm -f "$NGXC" >/dev/null 2>&1 || true
+    docker rmi rfa-bench-nginx:latest >/dev/null 2>&1 || true
     [[ -n "${SAMPLER:-}" ]] && kill "$SAMPLER" 2>/dev/null || true
     stop_platform --prune
 }
@@ -88,7 +97,31 @@ http {
 EOF
 "$NGINX" -c "$NGX/nginx.conf" -p "$NGX/" -e "$NGX/logs/error.log"
 
-for u in "$DIRECT" "$RFAAS" "$GWDIRECT" "$NGINXURL"; do
+# The same nginx in a container beside the gateway: FROM the platform's base, plus the libraries
+# nginx links that the base lacks, run with rfaas's hardening and published like the gateway.
+BASE_TAG=$(docker inspect --format '{{index .Config.Labels "io.rfaas.base"}}' "rfa-proxy-$RFAAS_INSTANCE")
+[[ "$BASE_TAG" == rfa-base:* ]] || die "cannot tell the platform's base image (got '$BASE_TAG')"
+NGXIMG="/tmp/bench-nginx-image"
+rm -rf "$NGXIMG"; mkdir -p "$NGXIMG/root/usr/sbin" "$NGXIMG/root/etc/nginx"
+cp "$NGINX" "$NGXIMG/root/usr/sbin/nginx"
+for lib in $(ldd "$NGINX" | awk '/=>/ {print $3} !/=>/ && $1 ~ /^\// {print $1}'); do
+    mkdir -p "$NGXIMG/root$(dirname "$lib")"; cp -L "$lib" "$NGXIMG/root$lib"
+done
+sed -e "s#$NGX#/tmp/ngx#g" -e "s#127.0.0.1:$NGINX_PORT#0.0.0.0:8080#" "$NGX/nginx.conf" >"$NGXIMG/root/etc/nginx/nginx.conf"
+printf '%s\n' "FROM $BASE_TAG" "COPY root/ /" \
+    'ENTRYPOINT ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf", "-p", "/tmp/ngx/", "-e", "stderr", "-g", "daemon off;"]' \
+    >"$NGXIMG/Dockerfile"
+docker build -q -t rfa-bench-nginx:latest "$NGXIMG" >/dev/null || die "cannot build the nginx peer image"
+docker rm -f "$NGXC" >/dev/null 2>&1 || true
+docker run -d --name "$NGXC" --network "$NET" -p "127.0.0.1:$NGXC_PORT:8080" \
+    --read-only --tmpfs /tmp:rw,size=64m,mode=1777 --cap-drop ALL \
+    --security-opt no-new-privileges:true --user 10001:10001 rfa-bench-nginx:latest >/dev/null \
+    || die "cannot start the nginx peer container"
+NGXCIP=$(docker inspect --format "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NGXC")
+NGXCURL="http://127.0.0.1:$NGXC_PORT/"
+NGXCIPURL="http://$NGXCIP:8080/"
+
+for u in "$DIRECT" "$RFAAS" "$GWDIRECT" "$NGINXURL" "$NGXCURL" "$NGXCIPURL"; do
     [[ "$(wait_200 "$u" "$(now_ms)" 20)" != timeout ]] || die "$u does not answer 200"
 done
 echo "sample answers: direct='$(curl -s "$DIRECT" | tr -d '\n')' rfaas='$(curl -s "$RFAAS" | tr -d '\n')' nginx='$(curl -s "$NGINXURL" | tr -d '\n')'" | tee -a "$RESULT"
@@ -128,8 +161,8 @@ PROXY_PIDS=$(docker top "$PROXY" -eo pid | tail -n +2 | tr '\n' ' ')
 SAMPLER=$!
 
 echo "wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, order rotates each round:" | tee -a "$RESULT"
-order=(direct rfaas nginx gw-ip)
-declare -A URL=([direct]="$DIRECT" [rfaas]="$RFAAS" [nginx]="$NGINXURL" [gw-ip]="$GWDIRECT")
+order=(direct rfaas nginx gw-ip ngx-c ngx-cip)
+declare -A URL=([direct]="$DIRECT" [rfaas]="$RFAAS" [nginx]="$NGINXURL" [gw-ip]="$GWDIRECT" [ngx-c]="$NGXCURL" [ngx-cip]="$NGXCIPURL")
 for r in $(seq 1 "$ROUNDS"); do
     echo " round $r" | tee -a "$RESULT"
     for l in "${order[@]}"; do run_wrk "$l" "${URL[$l]}"; done
@@ -142,7 +175,7 @@ PROXY_AFTER=$(container_rss_mb "$PROXY")
 
 # ---- summary
 declare -A mR m50 m99
-for l in direct rfaas nginx gw-ip; do
+for l in direct rfaas nginx gw-ip ngx-c ngx-cip; do
     # shellcheck disable=SC2086
     mR[$l]=$(median ${RPS[$l]}); m50[$l]=$(median ${P50[$l]}); m99[$l]=$(median ${P99[$l]})
 done
@@ -155,9 +188,11 @@ ok() { awk "BEGIN{print ($1)?\"met\":\"MISSED\"}"; }
 {
     echo "medians over $ROUNDS rounds:"
     printf '  %-7s %10s %10s %10s\n' target "req/s" "p50 ms" "p99 ms"
-    for l in direct rfaas nginx gw-ip; do printf '  %-7s %10s %10s %10s\n' "$l" "${mR[$l]}" "${m50[$l]}" "${m99[$l]}"; done
+    for l in direct rfaas nginx gw-ip ngx-c ngx-cip; do printf '  %-7s %10s %10s %10s\n' "$l" "${mR[$l]}" "${m50[$l]}" "${m99[$l]}"; done
     echo "(gw-ip = the gateway at its container IP, without docker-proxy: $(calc "${mR[gw-ip]}/${mR[nginx]}")x nginx's throughput, added p50 $(calc "${m50[gw-ip]}-${m50[direct]}") ms)"
     echo "throughput rfaas/nginx: ${thr}x  (goal >= 1.0: $(ok "$thr>=1.0"))"
+    echo "same topology: rfaas/ngx-c (both published through docker-proxy) $(calc "${mR[rfaas]}/${mR[ngx-c]}")x, gw-ip/ngx-cip (both at their container IP) $(calc "${mR[gw-ip]}/${mR[ngx-cip]}")x"
+    echo "  added p50 in that topology: rfaas $(calc "${m50[rfaas]}-${m50[direct]}") ms vs ngx-c $(calc "${m50[ngx-c]}-${m50[direct]}") ms; p99 rfaas/ngx-c $(calc "${m99[rfaas]}/${m99[ngx-c]}")x"
     echo "added p50: rfaas ${add_r} ms vs nginx ${add_n} ms  (goal rfaas <= nginx: $(ok "$add_r<=$add_n"))"
     echo "p99 rfaas/nginx: ${p99r}x  (goal <= 2.0: $(ok "$p99r<=2.0"))"
     echo "proxy RSS: idle ${PROXY_IDLE} MiB, peak under load ${PROXY_PEAK} MiB (docker stats right after the load ${PROXY_STATS_PEAK}), after ${PROXY_AFTER} MiB  (goal <= 40: $(ok "$PROXY_PEAK<=40"))"

@@ -366,7 +366,8 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .with_context(|| format!("cannot create container {}", spec.name))?;
-        if let Err(e) = self.docker.start_container(&spec.name, None).await {
+        let start_result = self.docker.start_container(&spec.name, None).await;
+        if let Err(e) = start_result {
             let message = e.to_string();
             self.remove_container(&spec.name).await.ok();
             if message.contains("port is already allocated")
@@ -430,15 +431,10 @@ impl Engine {
 
     /// The container's address on `network`.
     pub async fn ip_on(&self, name: &str, network: &str) -> anyhow::Result<Option<String>> {
-        let Some(info) = self.inspect(name).await? else {
-            return Ok(None);
-        };
-        Ok(info
-            .network_settings
-            .and_then(|s| s.networks)
-            .and_then(|mut n| n.remove(network))
-            .and_then(|e| e.ip_address)
-            .filter(|ip| !ip.is_empty()))
+        Ok(self
+            .inspect(name)
+            .await?
+            .and_then(|info| ip_of(info, network)))
     }
 
     /// The host port the container publishes `port` on.
@@ -523,4 +519,13 @@ fn is_conflict(e: &bollard::errors::Error) -> bool {
 
 fn is_not_modified(e: &bollard::errors::Error) -> bool {
     status_code(e) == Some(304)
+}
+
+/// The container's address on `network`, from an inspect result.
+pub fn ip_of(info: ContainerInspectResponse, network: &str) -> Option<String> {
+    info.network_settings
+        .and_then(|s| s.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
 }

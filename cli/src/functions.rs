@@ -266,6 +266,7 @@ async fn wait_healthy(p: &Platform, name: &str) -> anyhow::Result<()> {
         .build()?;
     let deadline = Instant::now() + HEALTH_TIMEOUT;
     let mut last = "no answer".to_string();
+    let mut polls = 0u32;
     while Instant::now() < deadline {
         let info = p
             .engine
@@ -281,7 +282,7 @@ async fn wait_healthy(p: &Platform, name: &str) -> anyhow::Result<()> {
                 state.exit_code.unwrap_or(-1)
             );
         }
-        if let Some(ip) = p.engine.ip_on(name, &p.instance.network()).await? {
+        if let Some(ip) = crate::docker::ip_of(info, &p.instance.network()) {
             let url = format!("http://{ip}:{FUNCTION_PORT}/healthz");
             match client.get(&url).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
@@ -289,7 +290,10 @@ async fn wait_healthy(p: &Platform, name: &str) -> anyhow::Result<()> {
                 Err(e) => last = e.to_string(),
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A function binary starts in milliseconds: poll often at first, then back off.
+        polls += 1;
+        let pause = if polls < 100 { 5 } else { 50 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     let logs = p.engine.tail_logs(name, 20).await;
     bail!(

@@ -181,27 +181,32 @@ pub fn linked_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
-/// Resolves a library's soname (`libm.so.6`) to its host path with `ldconfig -p`.
-fn find_library(soname: &str) -> Option<PathBuf> {
-    let output = std::process::Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .ok()?;
+/// Resolves sonames (`libm.so.6`) to their host paths with one `ldconfig -p`.
+fn find_libraries(sonames: &[&str]) -> Vec<PathBuf> {
+    let Ok(output) = std::process::Command::new("ldconfig").arg("-p").output() else {
+        return Vec::new();
+    };
     let text = String::from_utf8_lossy(&output.stdout);
     let arch = std::env::consts::ARCH.replace('_', "-");
-    let candidates: Vec<PathBuf> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with(&format!("{soname} ")))
-        .filter_map(|l| l.split("=>").nth(1))
-        .map(|p| PathBuf::from(p.trim()))
-        .filter(|p| p.is_file())
-        .collect();
-    // Prefer the machine's own architecture over multilib copies.
-    candidates
-        .iter()
-        .find(|p| p.to_string_lossy().contains(&arch))
-        .or(candidates.first())
-        .cloned()
+    let mut found = Vec::new();
+    for soname in sonames {
+        let candidates: Vec<PathBuf> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{soname} ")))
+            .filter_map(|l| l.split("=>").nth(1))
+            .map(|p| PathBuf::from(p.trim()))
+            .filter(|p| p.is_file())
+            .collect();
+        // Prefer the machine's own architecture over multilib copies.
+        if let Some(path) = candidates
+            .iter()
+            .find(|p| p.to_string_lossy().contains(&arch))
+            .or(candidates.first())
+        {
+            found.push(path.clone());
+        }
+    }
+    found
 }
 
 fn hash(data: &[u8]) -> String {
@@ -221,11 +226,7 @@ fn base_libraries() -> anyhow::Result<BTreeSet<PathBuf>> {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    for soname in RUNTIME_LIBRARIES {
-        if let Some(path) = find_library(soname) {
-            libs.insert(path);
-        }
-    }
+    libs.extend(find_libraries(&RUNTIME_LIBRARIES));
     Ok(libs)
 }
 
