@@ -107,9 +107,9 @@ cp "$NGINX" "$NGXIMG/root/usr/sbin/nginx"
 for lib in $(ldd "$NGINX" | awk '/=>/ {print $3} !/=>/ && $1 ~ /^\// {print $1}'); do
     mkdir -p "$NGXIMG/root$(dirname "$lib")"; cp -L "$lib" "$NGXIMG/root$lib"
 done
-sed -e "s#$NGX#/tmp/ngx#g" -e "s#127.0.0.1:$NGINX_PORT#0.0.0.0:8080#" "$NGX/nginx.conf" >"$NGXIMG/root/etc/nginx/nginx.conf"
+sed -e "s#$NGX/logs/error.log#stderr#" -e "s#$NGX/tmp/#/tmp/#g" -e "s#$NGX/#/tmp/#g" -e "s#127.0.0.1:$NGINX_PORT#0.0.0.0:8080#" "$NGX/nginx.conf" >"$NGXIMG/root/etc/nginx/nginx.conf"
 printf '%s\n' "FROM $BASE_TAG" "COPY root/ /" \
-    'ENTRYPOINT ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf", "-p", "/tmp/ngx/", "-e", "stderr", "-g", "daemon off;"]' \
+    'ENTRYPOINT ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf", "-p", "/tmp/", "-e", "stderr", "-g", "daemon off;"]' \
     >"$NGXIMG/Dockerfile"
 docker build -q -t rfa-bench-nginx:latest "$NGXIMG" >/dev/null || die "cannot build the nginx peer image"
 docker rm -f "$NGXC" >/dev/null 2>&1 || true
