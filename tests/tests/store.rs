@@ -126,24 +126,9 @@ async fn the_store_through_the_gateway_and_the_cli_survives_a_crash() {
         },
     )
     .await;
-    let page: Value = client
-        .get(url("/tables/durable/docs?limit=1000"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let found: Vec<&str> = page["docs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        found,
-        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        all_ids(&p, "durable").await,
+        ids,
         "every acknowledged write, in id order"
     );
 }
