@@ -15,10 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{
-    self, Message,
-    consumer::{AckPolicy, DeliverPolicy, pull},
-};
+use async_nats::jetstream::{self, Message};
 use futures_util::FutureExt;
 use rfa_wire::store::{DocEvent, EventKind};
 use rfa_wire::streams;
@@ -94,30 +91,23 @@ impl EventConsumer {
     /// How the durable consumer is set up and consumed.
     pub(crate) fn spec(&self) -> Consume {
         let Subscription { table, event, .. } = &self.subscription;
-        Consume {
-            what: format!(
+        Consume::shared(
+            format!(
                 "{} events of table {table} for {}",
                 event.as_str(),
                 self.function
             ),
-            stream: streams::store_events,
-            consumer: pull::Config {
-                durable_name: Some(Self::durable_name(&self.function, table, *event)),
-                description: Some(format!(
-                    "{} events of table {table} for function {}",
-                    event.as_str(),
-                    self.function
-                )),
-                filter_subject: rfa_wire::subjects::store_event(table, event.as_str(), "*"),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: self.ack_wait,
-                max_ack_pending: i64::try_from(self.max_inflight).unwrap_or(i64::MAX),
-                ..Default::default()
-            },
-            max_inflight: self.max_inflight,
-            ack_wait: self.ack_wait,
-        }
+            streams::store_events,
+            Self::durable_name(&self.function, table, *event),
+            format!(
+                "{} events of table {table} for function {}",
+                event.as_str(),
+                self.function
+            ),
+            rfa_wire::subjects::store_event(table, event.as_str(), "*"),
+            self.max_inflight,
+            self.ack_wait,
+        )
     }
 
     /// Runs the handler on one event and says how to settle it.

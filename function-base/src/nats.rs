@@ -9,7 +9,7 @@ use std::future::Future;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self, AckKind, Message,
-    consumer::{PullConsumer, pull},
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
     stream::Config as StreamConfig,
 };
 use bytes::Bytes;
@@ -166,6 +166,38 @@ pub(crate) struct Consume {
     /// Messages handled at once.
     pub max_inflight: usize,
     pub ack_wait: Duration,
+}
+
+impl Consume {
+    /// A durable consumer shared by a function's replicas: every message of `filter_subject`
+    /// from the start, each acked explicitly, at most `max_inflight` unacked and `ack_wait`
+    /// before a silent message is redelivered.
+    pub fn shared(
+        what: String,
+        stream: fn() -> StreamConfig,
+        durable_name: String,
+        description: String,
+        filter_subject: String,
+        max_inflight: usize,
+        ack_wait: Duration,
+    ) -> Consume {
+        Consume {
+            consumer: pull::Config {
+                durable_name: Some(durable_name),
+                description: Some(description),
+                filter_subject,
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait,
+                max_ack_pending: i64::try_from(max_inflight).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+            what,
+            stream,
+            max_inflight,
+            ack_wait,
+        }
+    }
 }
 
 /// Lifetime of one pull request. nats-server 2.9 keeps offering messages to a pull request

@@ -8,10 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{
-    self, Message,
-    consumer::{AckPolicy, DeliverPolicy, pull},
-};
+use async_nats::jetstream::{self, Message};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
@@ -60,22 +57,15 @@ impl Worker {
 
     /// How the shared consumer is set up and consumed.
     pub(crate) fn spec(&self) -> Consume {
-        Consume {
-            what: format!("async calls of {}", self.function),
-            stream: streams::async_calls,
-            consumer: pull::Config {
-                durable_name: Some(rfa_wire::subjects::async_consumer(&self.function)),
-                description: Some(format!("async calls of function {}", self.function)),
-                filter_subject: subjects::async_call(&self.function),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: self.ack_wait,
-                max_ack_pending: i64::try_from(self.max_inflight).unwrap_or(i64::MAX),
-                ..Default::default()
-            },
-            max_inflight: self.max_inflight,
-            ack_wait: self.ack_wait,
-        }
+        Consume::shared(
+            format!("async calls of {}", self.function),
+            streams::async_calls,
+            rfa_wire::subjects::async_consumer(&self.function),
+            format!("async calls of function {}", self.function),
+            subjects::async_call(&self.function),
+            self.max_inflight,
+            self.ack_wait,
+        )
     }
 
     /// Runs the call, delivers its callback, and says how to settle the message.
