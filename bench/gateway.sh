@@ -134,22 +134,6 @@ FN_STATS=$(container_stats_mem "$FN")
 PROXY="rfa-proxy-$RFAAS_INSTANCE"
 PROXY_IDLE=$(container_rss_mb "$PROXY")
 
-# wrk latency figure -> ms
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000} printf "%.3f", v}'; }
-
-declare -A RPS P50 P99
-run_wrk() { # run_wrk <label> <url>
-    local label="$1" url="$2" out rps p50 p99
-    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url")
-    printf '### %s %s load=[%s]\n%s\n' "$label" "$url" "$(load_avg)" "$out" >>"$RAW"
-    rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
-    p50=$(awk '$1=="50%"{print $2}' <<<"$out" | to_ms)
-    p99=$(awk '$1=="99%"{print $2}' <<<"$out" | to_ms)
-    if grep -q "Non-2xx\|Socket errors" <<<"$out"; then log "$label: $(grep -E 'Non-2xx|Socket errors' <<<"$out")"; echo "  $label errors: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >>"$RESULT"; fi
-    RPS[$label]+="$rps "; P50[$label]+="$p50 "; P99[$label]+="$p99 "
-    printf '  %-7s req/s %9s  p50 %7s ms  p99 %7s ms  load=[%s]\n' "$label" "$rps" "$p50" "$p99" "$(load_avg)" | tee -a "$RESULT"
-}
-
 # proxy memory sampler, bounded: one sample a second for at most 10 minutes
 PEAK_FILE="$OUT_DIR/gateway-proxy-rss.txt"; : >"$PEAK_FILE"
 # (reads /proc only: `docker stats` in a loop would cost the engine CPU and disturb every run)

@@ -19,7 +19,7 @@ use async_nats::jetstream::{self, Message};
 use futures_util::FutureExt;
 use rfa_wire::store::{DocEvent, EventKind};
 use rfa_wire::streams;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::backoff::backoff;
 use crate::config::Config;
@@ -127,6 +127,7 @@ impl EventConsumer {
         };
         let id = event.id.clone();
         let seq = event.seq;
+        tracing::Span::current().record("rfaas.doc_id", id.as_str());
         if delivered > i64::from(self.attempts) {
             error!(function = %self.function, table, event = kind, id, seq, delivered,
                 "event delivered more times than allowed without finishing; giving it up");
@@ -151,6 +152,7 @@ impl EventConsumer {
             }
             Err(reason) => {
                 self.metrics.event_handled(table, kind, false);
+                tracing::Span::current().record("otel.status_code", "error");
                 if delivered >= i64::from(self.attempts) {
                     error!(function = %self.function, table, event = kind, id, seq, attempts = delivered,
                         error = %reason, "event handler failed for the last time; giving it up");
@@ -203,6 +205,12 @@ impl Process for EventConsumer {
         js: &jetstream::Context,
         message: &Message,
     ) -> impl Future<Output = Settle> + Send {
-        self.handle(js, message)
+        let span = crate::trace::store_event(
+            &self.function,
+            &self.subscription.table,
+            self.subscription.event.as_str(),
+            message,
+        );
+        self.handle(js, message).instrument(span)
     }
 }

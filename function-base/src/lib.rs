@@ -54,6 +54,7 @@ mod metrics;
 mod nats;
 mod runtime;
 mod service;
+mod trace;
 mod worker;
 
 pub use config::{Config, ConfigError};

@@ -98,7 +98,6 @@ where
     H: Handler<T, ()>,
     T: 'static,
 {
-    init_logging();
     match Config::from_env() {
         Ok(config) => run(Ok(App::from_handler(handler, config))),
         Err(e) => run(Err(e.into())),
@@ -108,7 +107,6 @@ where
 /// Serves a mainProcess function: `setup` adds its routes (and event handlers) to a
 /// [`Service`]. Exit codes as for [`run_http`].
 pub fn run_main(setup: fn(&mut Service)) -> ExitCode {
-    init_logging();
     let app = Config::from_env()
         .map_err(RuntimeError::from)
         .and_then(|config| {
@@ -119,13 +117,23 @@ pub fn run_main(setup: fn(&mut Service)) -> ExitCode {
     run(app)
 }
 
-/// Starts the tokio runtime, binds the port and serves until a shutdown signal.
+/// Starts the tokio runtime and telemetry, binds the port and serves until a shutdown signal.
 fn run(app: Result<App, RuntimeError>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("function runtime failed: {}", RuntimeError::Tokio(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = {
+        let _inside = runtime.enter();
+        rfa_telemetry::init(&service_name())
+    };
     let result = app.and_then(|app| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(RuntimeError::Tokio)?;
         runtime.block_on(async move {
             let addr = SocketAddr::from(([0, 0, 0, 0], app.config.port));
             let listener = TcpListener::bind(addr)
@@ -134,7 +142,7 @@ fn run(app: Result<App, RuntimeError>) -> ExitCode {
             serve(listener, app, shutdown_signal()).await
         })
     });
-    match result {
+    let code = match result {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
@@ -143,6 +151,17 @@ fn run(app: Result<App, RuntimeError>) -> ExitCode {
             error!(error = %e, "function runtime failed");
             ExitCode::FAILURE
         }
+    };
+    // The runtime still runs the exporter's connection while the last spans are flushed.
+    telemetry.shutdown();
+    code
+}
+
+/// `rfa-fn-<name>` for the deployed function `name`.
+fn service_name() -> String {
+    match std::env::var(rfa_wire::env::FUNCTION_NAME) {
+        Ok(name) if !name.is_empty() => format!("rfa-fn-{name}"),
+        _ => "rfa-fn".to_string(),
     }
 }
 
@@ -259,9 +278,13 @@ fn start_background(
 
 /// The user's router wrapped in panic catching and metrics, next to the runtime's endpoints.
 fn build_router(user: Router, metrics: Metrics) -> Router {
-    let user = user.layer(CatchPanicLayer::custom(panic_response)).layer(
-        axum::middleware::from_fn_with_state(metrics.clone(), metrics::track),
-    );
+    let user = user
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            metrics::track,
+        ))
+        .layer(axum::middleware::from_fn(crate::trace::http));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler).with_state(metrics))
@@ -302,17 +325,6 @@ async fn shutdown_signal() {
         () = interrupt => info!("got SIGINT"),
         () = terminate => info!("got SIGTERM"),
     }
-}
-
-/// JSON lines on stdout; `RUST_LOG` filters, `info` by default. A second call does nothing.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
 }
 
 #[cfg(test)]

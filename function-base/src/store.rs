@@ -138,9 +138,11 @@ impl StoreClient {
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request
+        let mut request = request
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?;
+        // The store's span continues the caller's (a request, async call or event handler).
+        rfa_telemetry::propagate::to_http(&tracing::Span::current(), request.headers_mut());
         let exchange = async {
             let response = self
                 .client

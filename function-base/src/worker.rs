@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use rfa_wire::{Problem, headers, streams, subjects};
 use tower::ServiceExt;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, Span, debug, error, info, warn};
 
 use crate::callback::{Callbacks, callback_headers};
 use crate::config::Config;
@@ -82,6 +82,7 @@ impl Worker {
         let started = Instant::now();
         let (status, response_headers, body) = self.invoke(&call, message.payload.clone()).await;
         let duration = started.elapsed();
+        crate::trace::record_status(&Span::current(), status.as_u16());
         self.metrics.observe_async_call(status.as_u16(), duration);
         info!(
             function = %self.function,
@@ -97,14 +98,27 @@ impl Worker {
         let Some(url) = call.callback_url.as_deref() else {
             return Settle::Ack;
         };
-        let headers = callback_headers(
+        let mut headers = callback_headers(
             &response_headers,
             &call.call_id,
             &self.function,
             status,
             duration,
         );
-        match self.callbacks.deliver(url, &headers, body).await {
+        let span = crate::trace::callback(url);
+        rfa_telemetry::propagate::to_http(&span, &mut headers);
+        let delivered = self
+            .callbacks
+            .deliver(url, &headers, body)
+            .instrument(span.clone())
+            .await;
+        if let Ok(delivered) = &delivered {
+            crate::trace::record_status(&span, delivered.status.as_u16());
+            span.record("rfaas.callback.attempts", delivered.attempts);
+        } else {
+            span.record("otel.status_code", "error");
+        }
+        match delivered {
             Ok(delivered) => {
                 if delivered.status.is_client_error() {
                     warn!(function = %self.function, call_id = %call.call_id, url, status = delivered.status.as_u16(),
@@ -152,6 +166,8 @@ impl Worker {
         let response = match request {
             Ok(mut request) => {
                 *request.headers_mut() = call.headers.clone();
+                // The function's own request span is a child of this call's span.
+                rfa_telemetry::propagate::to_http(&Span::current(), request.headers_mut());
                 match self.router.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -189,7 +205,14 @@ impl Process for Worker {
         js: &jetstream::Context,
         message: &Message,
     ) -> impl Future<Output = Settle> + Send {
-        self.run_call(js, message)
+        let call_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::CALL_ID))
+            .map(|v| v.as_str())
+            .unwrap_or_default();
+        let span = crate::trace::async_call(&self.function, call_id, message);
+        self.run_call(js, message).instrument(span)
     }
 }
 

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rfa_wire::headers;
+use tracing::{Instrument, Span};
 
 use crate::forward::{split_target, strip_hop_by_hop};
 use crate::{ProxyError, SharedState};
@@ -119,16 +120,28 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
     let Some((name, rest)) = split_target(req.uri().path(), "/async-functions/") else {
         return ProxyError::UnknownFunction(String::new()).into_response();
     };
+    let span = crate::forward::server_span(&req, Some(&name));
     if state.routes.get(&name).is_none() {
-        return ProxyError::UnknownFunction(name).into_response();
+        return crate::forward::finish(&span, ProxyError::UnknownFunction(name).into_response());
     }
-    enqueue(&state, &name, &rest, req).await
+    let response = enqueue(&state, &name, &rest, req, &span)
+        .instrument(span.clone())
+        .await;
+    crate::forward::finish(&span, response)
 }
 
 /// Queues `req` for function `name` at `rest` (its path inside the function).
-pub async fn enqueue(state: &SharedState, name: &str, rest: &str, req: Request) -> Response {
-    match try_enqueue(state, name, rest, req).await {
+/// The function's worker continues `span`'s trace (its context goes along in the NATS headers).
+pub async fn enqueue(
+    state: &SharedState,
+    name: &str,
+    rest: &str,
+    req: Request,
+    span: &Span,
+) -> Response {
+    match try_enqueue(state, name, rest, req, span).await {
         Ok(call_id) => {
+            span.record("rfaas.call_id", call_id.as_str());
             state.metrics.async_accepted(name);
             let mut response = StatusCode::ACCEPTED.into_response();
             if let Ok(v) = HeaderValue::from_str(&call_id) {
@@ -149,6 +162,7 @@ async fn try_enqueue(
     name: &str,
     rest: &str,
     req: Request,
+    span: &Span,
 ) -> Result<String, ProxyError> {
     let (parts, body) = req.into_parts();
     let mut http_headers = parts.headers;
@@ -173,6 +187,7 @@ async fn try_enqueue(
     nats_headers.insert(headers::ASYNC_PATH, path.as_str());
     nats_headers.insert(headers::CALL_ID, call_id.as_str());
     nats_headers.insert(headers::NATS_MSG_ID, call_id.as_str());
+    rfa_telemetry::propagate::to_nats(span, &mut nats_headers);
 
     let subject = rfa_wire::subjects::async_call(name);
     let ack = js

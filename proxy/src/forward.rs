@@ -18,7 +18,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rfa_telemetry::propagate;
 use rfa_wire::route::FunctionKind;
+use tracing::{Instrument, Span};
 
 use crate::{ProxyError, SharedState, async_calls, auth};
 
@@ -50,29 +52,85 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     let Some((name, rest)) = split_target(req.uri().path(), "/functions/") else {
         return ProxyError::UnknownFunction(String::new()).into_response();
     };
+    let span = server_span(&req, Some(&name));
     let (route, upstream) = match state.routes.pick(&name) {
         Ok(picked) => picked,
         Err(e) => {
             state.metrics.invocation(&name, e.status().as_u16(), None);
-            return e.into_response();
+            return finish(&span, e.into_response());
         }
     };
     if route.kind == FunctionKind::Async {
-        return async_calls::enqueue(&state, &name, &rest, req).await;
+        let response = async_calls::enqueue(&state, &name, &rest, req, &span)
+            .instrument(span.clone())
+            .await;
+        return finish(&span, response);
     }
     state.metrics.started(&name);
     let started = Instant::now();
-    let result = proxy(&state, &upstream, &rest, req, state.config.max_body, &name).await;
+    let result = proxy(
+        &state,
+        &upstream,
+        &rest,
+        req,
+        state.config.max_body,
+        &name,
+        &span,
+    )
+    .instrument(span.clone())
+    .await;
     let response = match result {
         Ok(response) => response,
         Err(e) => {
-            tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed");
+            span.in_scope(|| {
+                tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed")
+            });
             e.into_response()
         }
     };
     state
         .metrics
         .invocation(&name, response.status().as_u16(), Some(started.elapsed()));
+    finish(&span, response)
+}
+
+/// The gateway's span for one request, continuing the caller's trace when it sent a
+/// `traceparent`. A disabled span (no cost) while tracing is off.
+pub(crate) fn server_span(req: &Request, function: Option<&str>) -> Span {
+    if !rfa_telemetry::enabled() {
+        return Span::none();
+    }
+    let method = req.method().as_str();
+    let path = req.uri().path();
+    let name = match function {
+        Some(f) if path.starts_with("/async-functions/") => {
+            format!("{method} /async-functions/{f}")
+        }
+        Some(f) => format!("{method} /functions/{f}"),
+        None => format!("{method} /store"),
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        rfaas.function = function,
+        rfaas.call_id = tracing::field::Empty,
+    );
+    rfa_telemetry::continue_from(&span, propagate::from_http(req.headers()));
+    span
+}
+
+/// Records the answer's status on `span` (an error status for 5xx) and passes the answer on.
+pub(crate) fn finish(span: &Span, response: Response) -> Response {
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     response
 }
 
@@ -98,26 +156,31 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    match proxy(
+    let span = server_span(&req, None);
+    let result = proxy(
         &state,
         &authority,
         &rest,
         req,
         state.config.max_body,
         "store",
+        &span,
     )
-    .await
-    {
+    .instrument(span.clone())
+    .await;
+    let response = match result {
         Ok(response) => response,
         Err(ProxyError::Upstream { reason, .. })
         | Err(ProxyError::Timeout { name: reason, .. }) => {
             ProxyError::StoreUnavailable(reason).into_response()
         }
         Err(e) => e.into_response(),
-    }
+    };
+    finish(&span, response)
 }
 
-/// Sends `req` to `http://<authority><path>?<query>` and streams the answer back.
+/// Sends `req` to `http://<authority><path>?<query>` and streams the answer back; the upstream
+/// sees `span` as its parent in `traceparent`.
 async fn proxy(
     state: &SharedState,
     authority: &str,
@@ -125,6 +188,7 @@ async fn proxy(
     req: Request,
     limit: u64,
     name: &str,
+    span: &Span,
 ) -> Result<Response, ProxyError> {
     let (mut parts, body) = req.into_parts();
     if content_length(&parts.headers).is_some_and(|length| length > limit) {
@@ -147,6 +211,7 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     add_forwarded(&mut parts.headers, client_ip, original_host, name);
+    propagate::to_http(span, &mut parts.headers);
     parts.uri = uri;
 
     let exceeded = Arc::new(AtomicBool::new(false));

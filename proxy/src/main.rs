@@ -6,12 +6,7 @@ use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let telemetry = rfa_telemetry::init("rfa-proxy");
     let config = rfa_proxy::Config::from_env()?;
     let port: u16 = std::env::var(rfa_wire::env::PORT)
         .ok()
@@ -21,7 +16,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    rfa_proxy::run(listener, config, shutdown_signal()).await
+    let result = rfa_proxy::run(listener, config, shutdown_signal()).await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 async fn shutdown_signal() {

@@ -156,7 +156,46 @@ pub struct EventHead {
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
     pub seq: u64,
+    /// The event as published.
     pub payload: IVec,
+    /// The W3C `traceparent` of the write that made the event, when it was traced.
+    pub traceparent: Option<String>,
+}
+
+/// Marks an outbox value that starts with a `traceparent`: `0x00`, its length as one byte, the
+/// `traceparent`, then the event. An event alone starts with `{`, so both forms read back.
+const TRACED: u8 = 0;
+
+fn outbox_value(payload: &[u8], traceparent: Option<&str>) -> Vec<u8> {
+    match traceparent.filter(|t| !t.is_empty() && t.len() <= usize::from(u8::MAX)) {
+        Some(t) => {
+            let mut value = Vec::with_capacity(2 + t.len() + payload.len());
+            value.push(TRACED);
+            value.push(t.len() as u8);
+            value.extend_from_slice(t.as_bytes());
+            value.extend_from_slice(payload);
+            value
+        }
+        None => payload.to_vec(),
+    }
+}
+
+fn outbox_entry(seq: u64, value: IVec) -> OutboxEntry {
+    if value.first() == Some(&TRACED) && value.len() >= 2 {
+        let end = 2 + usize::from(value[1]);
+        if let Some(t) = value.get(2..end) {
+            return OutboxEntry {
+                seq,
+                payload: IVec::from(&value[end..]),
+                traceparent: std::str::from_utf8(t).ok().map(str::to_string),
+            };
+        }
+    }
+    OutboxEntry {
+        seq,
+        payload: value,
+        traceparent: None,
+    }
 }
 
 /// The store's sled database.
@@ -269,7 +308,9 @@ impl Db {
     }
 
     /// Applies one write to document `table`/`id`, recording its event in the outbox, all in
-    /// one transaction. `now` is the write's RFC 3339 time. Nothing is written on error.
+    /// one transaction. `now` is the write's RFC 3339 time; `traceparent`, when given, is kept
+    /// with the event so that its publication continues the write's trace. Nothing is written
+    /// on error.
     pub fn write(
         &self,
         table: &str,
@@ -277,6 +318,7 @@ impl Db {
         op: Op<'_>,
         if_match: Option<&IfMatch>,
         now: &str,
+        traceparent: Option<&str>,
     ) -> Result<Committed, DbError> {
         let key = doc_key(table, id);
         let count_key = [COUNT_PREFIX, table.as_bytes()].concat();
@@ -356,7 +398,7 @@ impl Db {
                     limit: self.max_event_bytes,
                 });
             }
-            outbox.insert(&seq.to_be_bytes(), payload)?;
+            outbox.insert(&seq.to_be_bytes(), outbox_value(&payload, traceparent))?;
 
             let count = tx_u64(meta, &count_key)?.unwrap_or(0);
             match kind {
@@ -397,9 +439,9 @@ impl Db {
     pub fn outbox_batch(&self, upto: u64, max: usize) -> Result<Vec<OutboxEntry>, DbError> {
         let mut batch = Vec::new();
         for item in self.outbox.range(..=upto.to_be_bytes()).take(max) {
-            let (key, payload) = item?;
+            let (key, value) = item?;
             let seq = read_u64(Some(&key), "outbox")?.unwrap_or(0);
-            batch.push(OutboxEntry { seq, payload });
+            batch.push(outbox_entry(seq, value));
         }
         Ok(batch)
     }
@@ -485,6 +527,26 @@ mod tests {
         assert!(!IfMatch::parse("").matches(3));
     }
 
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn outbox_entries_keep_the_writes_traceparent() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let doc = data(serde_json::json!({"x": 1}));
+        db.write("t", "a", Op::Create(&doc), None, "now", None)?;
+        db.write("t", "b", Op::Create(&doc), None, "now", Some(TP))?;
+        let batch = db.outbox_batch(u64::MAX, 10)?;
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].traceparent, None);
+        assert_eq!(batch[1].traceparent.as_deref(), Some(TP));
+        for entry in &batch {
+            let event: DocEvent = serde_json::from_slice(&entry.payload)?;
+            assert_eq!(event.seq, entry.seq);
+        }
+        Ok(())
+    }
+
     #[test]
     fn writes_counts_and_outbox() -> Result<(), DbError> {
         let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
@@ -496,6 +558,7 @@ mod tests {
             Op::Create(&data(serde_json::json!({"x":1}))),
             None,
             "now",
+            None,
         )?;
         assert_eq!(
             (c.kind, c.seq, c.envelope.version),
@@ -507,6 +570,7 @@ mod tests {
             Op::Patch(&data(serde_json::json!({"y":2}))),
             None,
             "later",
+            Some(TP),
         )?;
         assert_eq!(
             (c.kind, c.seq, c.envelope.version),
@@ -515,11 +579,18 @@ mod tests {
         assert_eq!(c.envelope.created_at, "now");
         assert_eq!(c.envelope.updated_at, "later");
         assert!(matches!(
-            db.write(t, "a", Op::Delete, Some(&IfMatch::parse("\"1\"")), "x"),
+            db.write(
+                t,
+                "a",
+                Op::Delete,
+                Some(&IfMatch::parse("\"1\"")),
+                "x",
+                None
+            ),
             Err(DbError::PreconditionFailed)
         ));
         assert!(matches!(
-            db.write(t, "b", Op::Patch(&Map::new()), None, "x"),
+            db.write(t, "b", Op::Patch(&Map::new()), None, "x", None),
             Err(DbError::NotFound)
         ));
         assert_eq!(db.last_seq()?, 2);
@@ -530,7 +601,7 @@ mod tests {
                 count: 1
             }]
         );
-        db.write(t, "a", Op::Delete, Some(&IfMatch::Any), "x")?;
+        db.write(t, "a", Op::Delete, Some(&IfMatch::Any), "x", None)?;
         assert!(db.tables()?.is_empty());
         assert_eq!(db.outbox_batch(u64::MAX, 10)?.len(), 3);
         assert_eq!(db.outbox_batch(2, 10)?.len(), 2);

@@ -22,6 +22,7 @@ use rfa_wire::names::{TABLE_NAME_RULE, is_valid_table_name};
 use rfa_wire::store::{Envelope, EventKind};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::Shared;
 use crate::db::{DbError, IfMatch, Op};
@@ -58,7 +59,12 @@ pub fn router(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
 async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let mut response = next.run(req).await;
+    let span = request_span(&req);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
@@ -87,6 +93,41 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The server span of one store request, continuing the caller's trace. Disabled while tracing is
+/// off.
+fn request_span(req: &Request) -> tracing::Span {
+    if !rfa_telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let path = req.uri().path();
+    // `/tables/<table>/docs[/<id>]`
+    let mut segments = path.split('/').skip(1);
+    let (table, route) = match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("tables"), Some(table), Some("docs"), None) => (table, "/tables/{table}/docs"),
+        (Some("tables"), Some(table), Some("docs"), Some(_)) => {
+            (table, "/tables/{table}/docs/{id}")
+        }
+        _ => ("", path),
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        url.path = %path,
+        rfaas.table = %table,
+        http.response.status_code = tracing::field::Empty,
+    );
+    rfa_telemetry::continue_from(&span, rfa_telemetry::propagate::from_http(req.headers()));
+    span
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -125,7 +125,10 @@ impl Shared {
         if_match: Option<&IfMatch>,
     ) -> Result<Committed, DbError> {
         let now = rfa_wire::time::now();
-        let committed = self.db.write(table, id, op, if_match, &now)?;
+        let traceparent = rfa_telemetry::propagate::traceparent(&tracing::Span::current());
+        let committed = self
+            .db
+            .write(table, id, op, if_match, &now, traceparent.as_deref())?;
         self.metrics.outbox_pending.inc();
         self.metrics
             .writes

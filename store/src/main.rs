@@ -15,15 +15,10 @@ use anyhow::Context;
 use rfa_wire::{STORE_PORT, env};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stdout)
-        .init();
+    let telemetry = rfa_telemetry::init("rfa-store");
 
     let port = match std::env::var(env::PORT) {
         Ok(p) => p
@@ -50,8 +45,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    rfa_store::run(listener, config, shutdown)
+    let result = rfa_store::run(listener, config, shutdown)
         .await
-        .context("rfa-store failed")?;
-    Ok(())
+        .context("rfa-store failed");
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }

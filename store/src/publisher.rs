@@ -144,13 +144,16 @@ async fn pump(
                 headers::NATS_MSG_ID,
                 format!("{instance}-{}", entry.seq).as_str(),
             );
+            let span = publish_span(&head, entry.traceparent.as_deref());
+            rfa_telemetry::propagate::to_nats(&span, &mut headers);
             let payload = Bytes::copy_from_slice(&entry.payload);
-            acks.push(Some(
+            acks.push(Some((
                 js.publish_with_headers(subject, headers, payload).await?,
-            ));
+                span,
+            )));
         }
         for (entry, ack) in batch.iter().zip(acks) {
-            if let Some(ack) = ack {
+            if let Some((ack, _span)) = ack {
                 ack.await?;
                 shared.metrics.events_published.inc();
             }
@@ -159,4 +162,26 @@ async fn pump(
         }
         backoff.reset();
     }
+}
+
+/// The producer span of one event's publication, continuing the trace of the write that made it
+/// (its `traceparent` kept in the outbox). Disabled while tracing is off or the write was not
+/// traced.
+fn publish_span(head: &EventHead, traceparent: Option<&str>) -> tracing::Span {
+    if traceparent.is_none() || !rfa_telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "publish event",
+        otel.name = %format!("publish {} {}", head.event.as_str(), head.table),
+        otel.kind = "producer",
+        rfaas.table = %head.table,
+        rfaas.event = head.event.as_str(),
+        rfaas.doc_id = %head.id,
+    );
+    rfa_telemetry::continue_from(
+        &span,
+        rfa_telemetry::propagate::from_traceparent(traceparent),
+    );
+    span
 }

@@ -66,6 +66,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
              or --nats-url nats://…",
         )?),
     };
+    if let Some(endpoint) = &args.otlp_endpoint {
+        check_otlp_endpoint(endpoint)?;
+    }
     let settings = Settings {
         bind: bind.to_string(),
         port: args.port,
@@ -274,4 +277,60 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
         },
         flag = platform::instance_flag(instance),
     );
+}
+
+/// An OTLP/gRPC endpoint the containers can reach: `http(s)://host:port`, not the container's own
+/// loopback.
+fn check_otlp_endpoint(endpoint: &str) -> anyhow::Result<()> {
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        bail!(
+            "--otlp-endpoint '{endpoint}' must be an http:// or https:// URL of an OTLP/gRPC \
+             receiver (e.g. http://host.docker.internal:4317)"
+        );
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host.is_empty() {
+        bail!("--otlp-endpoint '{endpoint}' names no host (e.g. http://host.docker.internal:4317)");
+    }
+    if matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0") {
+        bail!(
+            "--otlp-endpoint '{endpoint}' would point every container at itself: containers \
+             reach a receiver on this host as host.docker.internal (e.g. \
+             http://host.docker.internal:4317)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_otlp_endpoint;
+
+    #[test]
+    fn otlp_endpoints_must_be_reachable_urls() {
+        for ok in [
+            "http://host.docker.internal:4317",
+            "https://collector.example.com",
+            "http://10.0.0.5:4317/",
+        ] {
+            assert!(check_otlp_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "host.docker.internal:4317",
+            "grpc://c:4317",
+            "http://",
+            "http://localhost:4317",
+            "http://127.0.0.1:4317",
+        ] {
+            let e = check_otlp_endpoint(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains("--otlp-endpoint") && e.contains("host.docker.internal"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -1,0 +1,102 @@
+//! The function's spans: one per HTTP request, per async call, per callback and per store event,
+//! each continuing the trace its caller sent (`traceparent` in HTTP or NATS headers). While
+//! tracing is off ([`rfa_telemetry::enabled`]) every helper hands out a disabled span.
+
+use async_nats::jetstream::Message;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use rfa_telemetry::{continue_from, enabled, propagate};
+use tracing::Span;
+use tracing::field::Empty;
+
+/// Middleware: the server span of one HTTP request (sync calls, and async calls as the worker
+/// replays them through the router).
+pub(crate) async fn http(req: Request, next: Next) -> Response {
+    if !enabled() {
+        return next.run(req).await;
+    }
+    static FUNCTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let function =
+        FUNCTION.get_or_init(|| std::env::var(rfa_wire::env::FUNCTION_NAME).unwrap_or_default());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rfaas.function = %function,
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.response.status_code = Empty,
+    );
+    continue_from(&span, propagate::from_http(req.headers()));
+    let response = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    record_status(&span, response.status().as_u16());
+    response
+}
+
+/// The consumer span of one queued async call.
+pub(crate) fn async_call(function: &str, call_id: &str, message: &Message) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "async call",
+        otel.name = %format!("async {function}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        rfaas.function = %function,
+        rfaas.call_id = %call_id,
+        messaging.destination.name = %message.subject,
+        http.response.status_code = Empty,
+    );
+    continue_from(&span, propagate::from_nats(message.headers.as_ref()));
+    span
+}
+
+/// The client span of a callback delivery, a child of the current (async call) span.
+pub(crate) fn callback(url: &str) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        "callback",
+        otel.name = "POST callback",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        url.full = %url,
+        http.response.status_code = Empty,
+        rfaas.callback.attempts = Empty,
+    )
+}
+
+/// The consumer span of one store event delivered to a handler.
+pub(crate) fn store_event(function: &str, table: &str, event: &str, message: &Message) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "store event",
+        otel.name = %format!("{event} {table}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        rfaas.function = %function,
+        rfaas.table = %table,
+        rfaas.event = %event,
+        rfaas.doc_id = Empty,
+        messaging.destination.name = %message.subject,
+    );
+    continue_from(&span, propagate::from_nats(message.headers.as_ref()));
+    span
+}
+
+/// Records an HTTP status on `span`, marking 5xx as an error.
+pub(crate) fn record_status(span: &Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+}
