@@ -1,5 +1,6 @@
 //! Prometheus metrics of one runtime: the OpenFaaS watchdog's HTTP families, plus the
-//! `rfa_async_*` and `rfa_events_*` families of the background workers.
+//! `rfa_async_*` and `rfa_events_*` families of the background workers. No family carries the
+//! function's name: Prometheus adds it as a target label (see `docker/prometheus.yml`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +26,54 @@ struct Inner {
     http_requests_total: IntCounterVec,
     http_request_duration_seconds: HistogramVec,
     http_requests_in_flight: IntGauge,
-    async_calls_total: IntCounterVec,
+    async_calls_completed_total: IntCounterVec,
     async_call_duration_seconds: Histogram,
-    async_inflight: IntGauge,
-    async_callbacks_failed_total: IntCounter,
+    async_calls_in_flight: IntGauge,
+    async_callback_attempts_total: IntCounter,
+    async_callback_failures_total: IntCounterVec,
+    async_dead_lettered_total: IntCounterVec,
     events_total: IntCounterVec,
     events_failed_total: IntCounterVec,
+}
+
+/// Why an async call's callback ended without the receiver taking the result
+/// (`rfa_async_callback_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallbackFailure {
+    /// Every attempt met a connection error, a timeout, a 5xx or a 429.
+    RetriesExhausted,
+    /// The receiver answered a 4xx other than 429: not retried.
+    Refused,
+    /// The URL cannot be called (not absolute, not http, or no request could be built).
+    InvalidUrl,
+}
+
+impl CallbackFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallbackFailure::RetriesExhausted => "retries_exhausted",
+            CallbackFailure::Refused => "refused",
+            CallbackFailure::InvalidUrl => "invalid_url",
+        }
+    }
+}
+
+/// Why an async call was dead-lettered (`rfa_async_dead_lettered_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadLetter {
+    /// Its callback could not be delivered.
+    CallbackFailed,
+    /// It was delivered too often without finishing (its workers died).
+    MaxDeliveries,
+}
+
+impl DeadLetter {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeadLetter::CallbackFailed => "callback_failed",
+            DeadLetter::MaxDeliveries => "max_deliveries",
+        }
+    }
 }
 
 impl Metrics {
@@ -38,13 +81,16 @@ impl Metrics {
     pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let http_requests_total = IntCounterVec::new(
-            Opts::new("http_requests_total", "Requests served by the function"),
+            Opts::new(
+                "http_requests_total",
+                "Requests served by the function (sync and async calls), by HTTP status code and method",
+            ),
             &["code", "method"],
         )?;
         let http_request_duration_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "http_request_duration_seconds",
-                "Seconds the function took to answer a request",
+                "Seconds the function took to answer a request, by HTTP status code and method",
             ),
             &["code", "method"],
         )?;
@@ -52,21 +98,38 @@ impl Metrics {
             "http_requests_in_flight",
             "Requests the function is answering now",
         )?;
-        let async_calls_total = IntCounterVec::new(
+        let async_calls_completed_total = IntCounterVec::new(
             Opts::new(
-                "rfa_async_calls_total",
-                "Async calls run, by the handler's HTTP status",
+                "rfa_async_calls_completed_total",
+                "Async calls run to the end by this replica, by the handler's HTTP status code",
             ),
-            &["status"],
+            &["code"],
         )?;
         let async_call_duration_seconds = Histogram::with_opts(HistogramOpts::new(
             "rfa_async_call_duration_seconds",
             "Seconds the handler took to run an async call",
         ))?;
-        let async_inflight = IntGauge::new("rfa_async_inflight", "Async calls running now")?;
-        let async_callbacks_failed_total = IntCounter::new(
-            "rfa_async_callbacks_failed_total",
-            "Async calls whose callback could not be delivered and that were dead-lettered",
+        let async_calls_in_flight = IntGauge::new(
+            "rfa_async_calls_in_flight",
+            "Async calls this replica is running now, callbacks included",
+        )?;
+        let async_callback_attempts_total = IntCounter::new(
+            "rfa_async_callback_attempts_total",
+            "HTTP requests made to deliver async results to their X-Callback-Url, retries included",
+        )?;
+        let async_callback_failures_total = IntCounterVec::new(
+            Opts::new(
+                "rfa_async_callback_failures_total",
+                "Async results the callback receiver did not take, by reason (retries_exhausted, refused, invalid_url)",
+            ),
+            &["reason"],
+        )?;
+        let async_dead_lettered_total = IntCounterVec::new(
+            Opts::new(
+                "rfa_async_dead_lettered_total",
+                "Async calls given up and published to rfa.dead.<function>, by reason (callback_failed, max_deliveries)",
+            ),
+            &["reason"],
         )?;
         let events_total = IntCounterVec::new(
             Opts::new(
@@ -85,10 +148,12 @@ impl Metrics {
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(http_requests_in_flight.clone()))?;
-        registry.register(Box::new(async_calls_total.clone()))?;
+        registry.register(Box::new(async_calls_completed_total.clone()))?;
         registry.register(Box::new(async_call_duration_seconds.clone()))?;
-        registry.register(Box::new(async_inflight.clone()))?;
-        registry.register(Box::new(async_callbacks_failed_total.clone()))?;
+        registry.register(Box::new(async_calls_in_flight.clone()))?;
+        registry.register(Box::new(async_callback_attempts_total.clone()))?;
+        registry.register(Box::new(async_callback_failures_total.clone()))?;
+        registry.register(Box::new(async_dead_lettered_total.clone()))?;
         registry.register(Box::new(events_total.clone()))?;
         registry.register(Box::new(events_failed_total.clone()))?;
         Ok(Metrics {
@@ -97,10 +162,12 @@ impl Metrics {
                 http_requests_total,
                 http_request_duration_seconds,
                 http_requests_in_flight,
-                async_calls_total,
+                async_calls_completed_total,
                 async_call_duration_seconds,
-                async_inflight,
-                async_callbacks_failed_total,
+                async_calls_in_flight,
+                async_callback_attempts_total,
+                async_callback_failures_total,
+                async_dead_lettered_total,
                 events_total,
                 events_failed_total,
             }),
@@ -130,10 +197,9 @@ impl Metrics {
     }
 
     /// Counts one finished async call.
-    #[allow(dead_code)]
     pub(crate) fn observe_async_call(&self, status: u16, elapsed: Duration) {
         self.inner
-            .async_calls_total
+            .async_calls_completed_total
             .with_label_values(&[status.to_string().as_str()])
             .inc();
         self.inner
@@ -142,19 +208,34 @@ impl Metrics {
     }
 
     /// Marks one async call running until the guard is dropped.
-    #[allow(dead_code)]
     pub(crate) fn async_inflight(&self) -> GaugeGuard {
-        GaugeGuard::new(self.inner.async_inflight.clone())
+        GaugeGuard::new(self.inner.async_calls_in_flight.clone())
     }
 
-    /// Counts one async call whose callback was given up.
-    #[allow(dead_code)]
-    pub(crate) fn callback_failed(&self) {
-        self.inner.async_callbacks_failed_total.inc();
+    /// Counts the requests made for one callback.
+    pub(crate) fn callback_attempts(&self, attempts: u32) {
+        self.inner
+            .async_callback_attempts_total
+            .inc_by(u64::from(attempts));
+    }
+
+    /// Counts one callback whose result the receiver did not take.
+    pub(crate) fn callback_failed(&self, reason: CallbackFailure) {
+        self.inner
+            .async_callback_failures_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts one async call published to the dead-letter subject.
+    pub(crate) fn dead_lettered(&self, reason: DeadLetter) {
+        self.inner
+            .async_dead_lettered_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Counts one handled store event.
-    #[allow(dead_code)]
     pub(crate) fn event_handled(&self, table: &str, event: &str, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
         self.inner
@@ -164,7 +245,6 @@ impl Metrics {
     }
 
     /// Counts one store event given up.
-    #[allow(dead_code)]
     pub(crate) fn event_failed(&self, table: &str, event: &str) {
         self.inner
             .events_failed_total

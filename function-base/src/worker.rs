@@ -18,9 +18,9 @@ use rfa_wire::{Problem, headers, streams, subjects};
 use tower::ServiceExt;
 use tracing::{Instrument, Span, debug, error, info, warn};
 
-use crate::callback::{Callbacks, callback_headers};
+use crate::callback::{CallbackError, Callbacks, callback_headers};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{CallbackFailure, DeadLetter, Metrics};
 use crate::nats::{Consume, Process, Settle, dead_letter};
 
 /// A call delivered this many times without being finished (its worker died each time) is
@@ -76,7 +76,9 @@ impl Worker {
         if delivered > MAX_DELIVERIES {
             let reason = format!("delivered {delivered} times without finishing");
             error!(function = %self.function, call_id = %call.call_id, "{reason}; giving it up");
-            return self.give_up(js, message, &reason).await;
+            return self
+                .give_up(js, message, &reason, DeadLetter::MaxDeliveries)
+                .await;
         }
 
         let started = Instant::now();
@@ -120,7 +122,9 @@ impl Worker {
         }
         match delivered {
             Ok(delivered) => {
+                self.metrics.callback_attempts(delivered.attempts);
                 if delivered.status.is_client_error() {
+                    self.metrics.callback_failed(CallbackFailure::Refused);
                     warn!(function = %self.function, call_id = %call.call_id, url, status = delivered.status.as_u16(),
                         "the callback receiver refused the result; not retried");
                 } else {
@@ -130,16 +134,34 @@ impl Worker {
                 Settle::Ack
             }
             Err(e) => {
-                self.metrics.callback_failed();
+                let (attempts, failure) = match &e {
+                    CallbackError::GaveUp { attempts, .. } => {
+                        (*attempts, CallbackFailure::RetriesExhausted)
+                    }
+                    _ => (0, CallbackFailure::InvalidUrl),
+                };
+                self.metrics.callback_attempts(attempts);
+                self.metrics.callback_failed(failure);
                 error!(function = %self.function, call_id = %call.call_id, url, error = %e, "callback given up");
-                self.give_up(js, message, &format!("callback to {url} failed: {e}"))
-                    .await
+                self.give_up(
+                    js,
+                    message,
+                    &format!("callback to {url} failed: {e}"),
+                    DeadLetter::CallbackFailed,
+                )
+                .await
             }
         }
     }
 
     /// Dead-letters the message; if even that fails, offers the call again later.
-    async fn give_up(&self, js: &jetstream::Context, message: &Message, reason: &str) -> Settle {
+    async fn give_up(
+        &self,
+        js: &jetstream::Context,
+        message: &Message,
+        reason: &str,
+        why: DeadLetter,
+    ) -> Settle {
         match dead_letter(
             js,
             &self.function,
@@ -149,7 +171,10 @@ impl Worker {
         )
         .await
         {
-            Ok(()) => Settle::Ack,
+            Ok(()) => {
+                self.metrics.dead_lettered(why);
+                Settle::Ack
+            }
             Err(e) => {
                 error!(function = %self.function, error = %e, "cannot dead-letter the call; it will be offered again");
                 Settle::Nak(NAK_DELAY)

@@ -150,15 +150,23 @@ async fn a_call_runs_through_the_router_and_its_result_is_posted_back() {
     wait_all_acked(&js, "echo").await;
     let page = metrics_page(&server).await;
     assert_eq!(
-        sample(&page, r#"rfa_async_calls_total{status="201"}"#),
+        sample(&page, r#"rfa_async_calls_completed_total{code="201"}"#),
         Some(1.0)
     );
     assert_eq!(
         sample(&page, "rfa_async_call_duration_seconds_count"),
         Some(1.0)
     );
-    assert_eq!(sample(&page, "rfa_async_inflight"), Some(0.0));
-    assert_eq!(sample(&page, "rfa_async_callbacks_failed_total"), Some(0.0));
+    assert_eq!(sample(&page, "rfa_async_calls_in_flight"), Some(0.0));
+    assert_eq!(
+        sample(&page, "rfa_async_callback_attempts_total"),
+        Some(1.0)
+    );
+    assert!(
+        !page.contains("rfa_async_callback_failures_total{"),
+        "{page}"
+    );
+    assert!(!page.contains("rfa_async_dead_lettered_total{"), "{page}");
     server.stop().await.unwrap();
 }
 
@@ -187,7 +195,7 @@ async fn a_call_without_callback_runs_and_is_counted() {
     assert_eq!(seen, vec!["/", "/a?b=c"]);
     let page = metrics_page(&server).await;
     assert_eq!(
-        sample(&page, r#"rfa_async_calls_total{status="202"}"#),
+        sample(&page, r#"rfa_async_calls_completed_total{code="202"}"#),
         Some(2.0)
     );
     server.stop().await.unwrap();
@@ -225,7 +233,14 @@ async fn a_failing_callback_is_retried_until_it_succeeds() {
     wait_all_acked(&js, "retry").await;
     assert!(receiver.try_next().is_none(), "delivered more than once");
     let page = metrics_page(&server).await;
-    assert_eq!(sample(&page, "rfa_async_callbacks_failed_total"), Some(0.0));
+    assert_eq!(
+        sample(&page, "rfa_async_callback_attempts_total"),
+        Some(3.0)
+    );
+    assert!(
+        !page.contains("rfa_async_callback_failures_total{"),
+        "{page}"
+    );
     server.stop().await.unwrap();
 }
 
@@ -284,7 +299,24 @@ async fn a_callback_that_keeps_failing_is_dead_lettered() {
         "more attempts than configured"
     );
     let page = metrics_page(&server).await;
-    assert_eq!(sample(&page, "rfa_async_callbacks_failed_total"), Some(1.0));
+    assert_eq!(
+        sample(&page, "rfa_async_callback_attempts_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"rfa_async_callback_failures_total{reason="retries_exhausted"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"rfa_async_dead_lettered_total{reason="callback_failed"}"#
+        ),
+        Some(1.0)
+    );
     server.stop().await.unwrap();
 }
 

@@ -56,7 +56,10 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     let (route, upstream) = match state.routes.pick(&name) {
         Ok(picked) => picked,
         Err(e) => {
-            state.metrics.invocation(&name, e.status().as_u16(), None);
+            // Not for unknown names: a client could grow the label set without bound.
+            if !matches!(e, ProxyError::UnknownFunction(_)) {
+                state.metrics.invocation(&name, e.status().as_u16(), None);
+            }
             return finish(&span, e.into_response());
         }
     };

@@ -1,11 +1,25 @@
 //! Gateway metrics under the OpenFaaS gateway names, so existing dashboards work, plus the
 //! `rfa_async_*` family.
+//!
+//! Two OpenFaaS names break Prometheus' naming rules: `gateway_function_invocation_started`
+//! counts but lacks `_total`, and `gateway_service_count` is a gauge ending in `_count` (a
+//! suffix reserved for histograms and summaries). They keep their names, so dashboards work,
+//! and are exposed as `untyped`, which `promtool check metrics` accepts; PromQL treats them the
+//! same (`rate()` works on the first).
+//!
+//! `rfa_async_queued{function_name}` is read at scrape time: the pending count of each
+//! function's JetStream consumer (`fn-<name>`), i.e. calls stored and not yet delivered to a
+//! replica. It is absent for a function whose consumer does not exist yet (no replica has
+//! connected to NATS) and for every function while NATS is unreachable.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -13,11 +27,25 @@ use rfa_wire::route::FunctionRoute;
 
 use crate::SharedState;
 
+/// Longest a scrape waits for the queue counts from NATS; past it they are left out.
+const QUEUE_STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+const STARTED: &str = "gateway_function_invocation_started";
+const STARTED_HELP: &str = "Function calls started (a counter; untyped to keep the OpenFaaS name)";
+const SERVICE_COUNT: &str = "gateway_service_count";
+const SERVICE_COUNT_HELP: &str =
+    "Replicas registered per function (a gauge; untyped to keep the OpenFaaS name)";
+const QUEUED: &str = "rfa_async_queued";
+const QUEUED_HELP: &str =
+    "Async calls stored on JetStream and not yet delivered to a replica, read at scrape time";
+
 pub struct Metrics {
     registry: Registry,
     invocations: IntCounterVec,
     seconds: HistogramVec,
+    /// Rendered by hand as untyped (see the module docs): not in `registry`.
     started: IntCounterVec,
+    /// Rendered by hand as untyped (see the module docs): not in `registry`.
     service_count: IntGaugeVec,
     async_accepted: IntCounterVec,
     async_rejected: IntCounterVec,
@@ -29,49 +57,41 @@ impl Metrics {
         let invocations = IntCounterVec::new(
             Opts::new(
                 "gateway_function_invocation_total",
-                "Function calls by status code",
+                "Function calls answered, by function and HTTP status code",
             ),
             &["function_name", "code"],
         )?;
         let seconds = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_functions_seconds",
-                "Time until the function's response headers",
+                "Seconds until the function's response headers, by function and HTTP status code",
             )
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["function_name", "code"],
         )?;
-        let started = IntCounterVec::new(
-            Opts::new(
-                "gateway_function_invocation_started",
-                "Function calls started",
-            ),
-            &["function_name"],
-        )?;
+        let started = IntCounterVec::new(Opts::new(STARTED, STARTED_HELP), &["function_name"])?;
         let service_count = IntGaugeVec::new(
-            Opts::new("gateway_service_count", "Replicas registered per function"),
+            Opts::new(SERVICE_COUNT, SERVICE_COUNT_HELP),
             &["function_name"],
         )?;
         let async_accepted = IntCounterVec::new(
             Opts::new(
                 "rfa_async_accepted_total",
-                "Async calls stored on JetStream",
+                "Async calls stored on JetStream and answered 202",
             ),
             &["function_name"],
         )?;
         let async_rejected = IntCounterVec::new(
             Opts::new(
                 "rfa_async_rejected_total",
-                "Async calls refused, by status code",
+                "Async calls refused, by HTTP status code",
             ),
             &["function_name", "code"],
         )?;
         registry.register(Box::new(invocations.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
-        registry.register(Box::new(started.clone()))?;
-        registry.register(Box::new(service_count.clone()))?;
         registry.register(Box::new(async_accepted.clone()))?;
         registry.register(Box::new(async_rejected.clone()))?;
         Ok(Metrics {
@@ -120,18 +140,165 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self) -> Vec<u8> {
+    /// Every family in the Prometheus text format; `queued` holds `(function, calls waiting)`.
+    pub fn render(&self, queued: &[(String, u64)]) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        let mut text = String::new();
+        write_untyped(&mut text, STARTED_HELP, &self.started.collect(), |m| {
+            m.get_counter().get_value()
+        });
+        write_untyped(
+            &mut text,
+            SERVICE_COUNT_HELP,
+            &self.service_count.collect(),
+            |m| m.get_gauge().get_value(),
+        );
+        if !queued.is_empty() {
+            write_header(&mut text, QUEUED, QUEUED_HELP, "gauge");
+            for (function, calls) in queued {
+                let _ = writeln!(
+                    text,
+                    "{QUEUED}{{function_name=\"{}\"}} {calls}",
+                    escape_label(function)
+                );
+            }
+        }
+        out.extend_from_slice(text.as_bytes());
         out
     }
 }
 
+/// `# HELP` and `# TYPE` lines of one family.
+fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The families as `untyped` in the text format (the text encoder of the `prometheus` crate
+/// cannot write that type), each sample's value taken by `value`.
+fn write_untyped(
+    out: &mut String,
+    help: &str,
+    families: &[MetricFamily],
+    value: impl Fn(&prometheus::proto::Metric) -> f64,
+) {
+    for family in families {
+        if family.get_metric().is_empty() {
+            continue;
+        }
+        write_header(out, family.name(), help, "untyped");
+        for metric in family.get_metric() {
+            let labels: Vec<String> = metric
+                .get_label()
+                .iter()
+                .map(|l| format!("{}=\"{}\"", l.name(), escape_label(l.value())))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}{{{}}} {}",
+                family.name(),
+                labels.join(","),
+                value(metric)
+            );
+        }
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The pending count of every registered function's async-call consumer, asked of NATS at
+/// once; functions without a consumer (or all of them, if NATS does not answer in time) are
+/// left out.
+async fn queued(state: &SharedState) -> Vec<(String, u64)> {
+    let names: Vec<String> = state.routes.all().into_iter().map(|r| r.name).collect();
+    let stats = futures_util::future::join_all(names.iter().map(|n| state.nats.queue_stats(n)));
+    match tokio::time::timeout(QUEUE_STATS_TIMEOUT, stats).await {
+        Ok(stats) => names
+            .into_iter()
+            .zip(stats)
+            .filter_map(|(name, stats)| stats.map(|s| (name, s.pending)))
+            .collect(),
+        Err(_) => {
+            tracing::warn!("NATS did not give the queue counts in time; rfa_async_queued left out");
+            Vec::new()
+        }
+    }
+}
+
 pub async fn handler(State(state): State<SharedState>) -> impl IntoResponse {
+    let queued = queued(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(&queued),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, replicas: usize) -> FunctionRoute {
+        FunctionRoute {
+            name: name.to_string(),
+            kind: Default::default(),
+            upstreams: vec!["x:6000".to_string(); replicas],
+            image: String::new(),
+            deployed_at: String::new(),
+            queue: None,
+        }
+    }
+
+    #[test]
+    fn the_openfaas_names_are_untyped_and_the_rest_typed() {
+        let m = Metrics::new().unwrap();
+        m.started("method2");
+        m.started("method2");
+        m.invocation("method2", 202, Some(Duration::from_millis(3)));
+        m.set_service_counts(&[route("method2", 2)]);
+        m.async_accepted("method2");
+        let text = String::from_utf8(m.render(&[("method2".into(), 4)])).unwrap();
+        for line in [
+            "# TYPE gateway_function_invocation_started untyped",
+            "gateway_function_invocation_started{function_name=\"method2\"} 2",
+            "# TYPE gateway_service_count untyped",
+            "gateway_service_count{function_name=\"method2\"} 2",
+            "# TYPE gateway_function_invocation_total counter",
+            "gateway_function_invocation_total{code=\"202\",function_name=\"method2\"} 1",
+            "# TYPE gateway_functions_seconds histogram",
+            "# TYPE rfa_async_accepted_total counter",
+            "# TYPE rfa_async_queued gauge",
+            "rfa_async_queued{function_name=\"method2\"} 4",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no help for {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_families_are_left_out_and_label_values_escaped() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render(&[])).unwrap();
+        assert!(!text.contains("gateway_function_invocation_started"));
+        assert!(!text.contains("rfa_async_queued"));
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

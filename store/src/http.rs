@@ -11,8 +11,10 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::rejection::{
+    BytesRejection, PathRejection, QueryRejection, RawPathParamsRejection,
+};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -56,9 +58,21 @@ pub fn router(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
 }
 
 /// Counts every request and turns axum's bare 405 into a problem (keeping `Allow`).
-async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn observe(
+    State(shared): State<Arc<Shared>>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let table = params.ok().and_then(|p| {
+        p.iter()
+            .find(|(k, _)| *k == "table")
+            .map(|(_, v)| v.to_string())
+            .filter(|t| is_valid_table_name(t))
+    });
     let span = request_span(&req);
     let mut response = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
@@ -87,11 +101,13 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
         | Method::DELETE => method.as_str(),
         _ => "other",
     };
-    shared.metrics.observe_request(
-        label,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    let code = response.status().as_u16();
+    shared.metrics.observe_request(label, code, seconds);
+    if let Some(route) = route {
+        let table = table.as_deref();
+        (shared.metrics).observe_operation(route.as_str(), &method, table, code, seconds);
+    }
     response
 }
 

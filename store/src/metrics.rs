@@ -1,7 +1,12 @@
 //! Prometheus metrics of one store, served at `GET /metrics` in the text format. Every family
 //! is prefixed `rfa_store_`. Each [`Metrics`] has its own registry, so several stores can run
 //! in one process (tests do).
+//!
+//! The `table` label carries user-chosen table names, as the gateway's `function_name` carries
+//! function names: only names that pass the table rule are used, so a client sending garbage
+//! cannot grow the label set (such requests are counted by `rfa_store_requests_total` alone).
 
+use axum::http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -15,6 +20,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `rfa_store_request_duration_seconds{method}`.
     pub request_duration: HistogramVec,
+    /// `rfa_store_operations_total{table,operation,result}`: document operations.
+    pub operations: IntCounterVec,
+    /// `rfa_store_operation_duration_seconds{table,operation}`.
+    pub operation_duration: HistogramVec,
     /// `rfa_store_writes_total{event}`: committed writes by event kind.
     pub writes: IntCounterVec,
     /// `rfa_store_outbox_pending`: events committed but not yet acknowledged by JetStream.
@@ -52,6 +61,25 @@ impl Metrics {
             ]),
             &["method"],
         )?;
+        let operations = IntCounterVec::new(
+            Opts::new(
+                "rfa_store_operations_total",
+                "Document operations by table, operation (create, get, list, put, patch, delete) \
+                 and result (ok, not_found, precondition_failed, too_large, invalid, error)",
+            ),
+            &["table", "operation", "result"],
+        )?;
+        let operation_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rfa_store_operation_duration_seconds",
+                "Seconds to answer a document operation, a write's flush included, by table \
+                 and operation",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["table", "operation"],
+        )?;
         let writes = IntCounterVec::new(
             Opts::new("rfa_store_writes_total", "Committed writes by event kind"),
             &["event"],
@@ -85,6 +113,8 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(operations.clone()))?;
+        registry.register(Box::new(operation_duration.clone()))?;
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
@@ -96,6 +126,8 @@ impl Metrics {
             registry,
             requests,
             request_duration,
+            operations,
+            operation_duration,
             writes,
             outbox_pending,
             events_published,
@@ -116,10 +148,96 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts one answered request if it was a document operation: `route` is the matched
+    /// route, `table` its table name when that is valid.
+    pub fn observe_operation(
+        &self,
+        route: &str,
+        method: &Method,
+        table: Option<&str>,
+        code: u16,
+        seconds: f64,
+    ) {
+        let (Some(operation), Some(table)) = (operation(route, method), table) else {
+            return;
+        };
+        self.operations
+            .with_label_values(&[table, operation, result(code)])
+            .inc();
+        self.operation_duration
+            .with_label_values(&[table, operation])
+            .observe(seconds);
+    }
+
     /// Every family in the Prometheus text format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// The document operation a request on `route` (the router's pattern) with `method` is.
+fn operation(route: &str, method: &Method) -> Option<&'static str> {
+    let m = method.as_str();
+    match (route, m) {
+        ("/tables/{table}/docs", "GET" | "HEAD") => Some("list"),
+        ("/tables/{table}/docs", "POST") => Some("create"),
+        ("/tables/{table}/docs/{id}", "GET" | "HEAD") => Some("get"),
+        ("/tables/{table}/docs/{id}", "PUT") => Some("put"),
+        ("/tables/{table}/docs/{id}", "PATCH") => Some("patch"),
+        ("/tables/{table}/docs/{id}", "DELETE") => Some("delete"),
+        _ => None,
+    }
+}
+
+/// The `result` label of an answer's status code.
+fn result(code: u16) -> &'static str {
+    match code {
+        200..=299 => "ok",
+        404 => "not_found",
+        412 => "precondition_failed",
+        413 => "too_large",
+        400..=499 => "invalid",
+        500..=599 => "error",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_counted_by_table_operation_and_result() {
+        let m = Metrics::new().unwrap();
+        let docs = "/tables/{table}/docs";
+        let doc = "/tables/{table}/docs/{id}";
+        m.observe_operation(docs, &Method::POST, Some("orders"), 201, 0.002);
+        m.observe_operation(doc, &Method::GET, Some("orders"), 404, 0.001);
+        m.observe_operation(doc, &Method::PATCH, Some("orders"), 412, 0.001);
+        // Not operations: an invalid table, the table list, a method the route refuses.
+        m.observe_operation(docs, &Method::GET, None, 400, 0.001);
+        m.observe_operation("/tables", &Method::GET, Some("orders"), 200, 0.001);
+        m.observe_operation(doc, &Method::POST, Some("orders"), 405, 0.001);
+        let text = m.render().unwrap();
+        for line in [
+            r#"rfa_store_operations_total{operation="create",result="ok",table="orders"} 1"#,
+            r#"rfa_store_operations_total{operation="get",result="not_found",table="orders"} 1"#,
+            r#"rfa_store_operations_total{operation="patch",result="precondition_failed",table="orders"} 1"#,
+            r#"rfa_store_operation_duration_seconds_count{operation="create",table="orders"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("rfa_store_operations_total{"))
+                .count(),
+            3,
+            "{text}"
+        );
     }
 }

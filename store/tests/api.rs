@@ -248,6 +248,8 @@ async fn every_route_and_one_event_per_write() -> TestResult {
         "rfa_store_events_published_total 12",
         "rfa_store_flushes_total",
         "rfa_store_writes_total{event=\"new-doc\"} 9",
+        "rfa_store_operations_total{operation=\"create\",result=\"ok\",table=\"",
+        "rfa_store_operation_duration_seconds_bucket{operation=\"create\",table=\"",
     ] {
         assert!(text.contains(family), "{family} missing from\n{text}");
     }
