@@ -44,8 +44,23 @@ impl TraceService for Service {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        if !self.0.keep {
+            let n: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.0
+                .count
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            return Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }));
+        }
         let mut got = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .as_ref()
@@ -66,13 +81,11 @@ impl TraceService for Service {
         self.0
             .count
             .fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if self.0.keep {
-            self.0
-                .spans
-                .lock()
-                .map_err(|_| tonic::Status::internal("poisoned"))?
-                .extend(got);
-        }
+        self.0
+            .spans
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?
+            .extend(got);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
