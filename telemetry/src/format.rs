@@ -5,6 +5,7 @@
 use std::fmt;
 
 use opentelemetry::trace::TraceContextExt;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -28,26 +29,42 @@ where
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
-        let mut line = Map::new();
-        line.insert("timestamp".into(), Value::String(rfa_wire::time::now()));
-        line.insert("level".into(), Value::String(meta.level().to_string()));
-        line.insert("target".into(), Value::String(meta.target().to_string()));
-        line.insert("fields".into(), Value::Object(fields.0));
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".into(), Value::String(span.name().to_string()));
-        }
+        let mut line = Line {
+            timestamp: rfa_wire::time::now(),
+            level: meta.level().as_str(),
+            target: meta.target(),
+            fields: fields.0,
+            span: ctx.lookup_current().map(|span| span.name()),
+            trace_id: None,
+            span_id: None,
+        };
         if crate::enabled() {
             let cx = opentelemetry::Context::current();
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
-                line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
-                line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
+                line.trace_id = Some(sc.trace_id().to_string());
+                line.span_id = Some(sc.span_id().to_string());
             }
         }
-        let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
     }
+}
+
+/// The keys in the order they are written (`timestamp` first, as before this format existed).
+#[derive(Serialize)]
+struct Line<'a> {
+    timestamp: String,
+    level: &'a str,
+    target: &'a str,
+    fields: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
 }
 
 struct Fields(Map<String, Value>);

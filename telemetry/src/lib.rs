@@ -219,6 +219,7 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
+        assert!(text.starts_with("{\"timestamp\":"), "{text}");
         assert_eq!(lines[0]["fields"]["message"], "outside");
         assert!(lines[0].get("trace_id").is_none(), "{text}");
         assert_eq!(lines[1]["level"], "WARN");
