@@ -25,7 +25,6 @@ pub(crate) async fn http(req: Request, next: Next) -> Response {
         otel.kind = "server",
         otel.status_code = Empty,
         rfaas.function = %function,
-        http.request.method = %req.method(),
         url.path = %req.uri().path(),
         http.response.status_code = Empty,
     );

@@ -80,7 +80,6 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         &name,
         &span,
     )
-    .instrument(span.clone())
     .await;
     let response = match result {
         Ok(response) => response,
@@ -117,7 +116,6 @@ pub(crate) fn server_span(req: &Request, function: Option<&str>) -> Span {
         otel.name = %name,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
         rfaas.function = function,
@@ -169,7 +167,6 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
         "store",
         &span,
     )
-    .instrument(span.clone())
     .await;
     let response = match result {
         Ok(response) => response,
