@@ -97,6 +97,23 @@ wait_200() { # wait_200 <url> <start_ms> [timeout_s]
 # Prefixes every line of stdin with ms since $1 (to see where a command's time goes).
 stamp_lines() { local start="$1" line; while IFS= read -r line; do printf '[+%6d ms] %s\n' $(( $(now_ms) - start )) "$line"; done; }
 
+# CPU time (ns) a container has used so far, from its cgroup (v1 cpuacct or v2 cpu.stat).
+container_cpu_ns() { # container_cpu_ns <container id or name>
+    local id; id=$(docker inspect --format '{{.Id}}' "$1" 2>/dev/null) || { echo 0; return; }
+    if [[ -r /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage ]]; then
+        cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage"
+    elif [[ -r /sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat ]]; then
+        awk '$1=="usage_usec"{print $2*1000}' "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat"
+    else
+        echo 0
+    fi
+}
+
+# The id of the running container of <role> (proxy|store|nats|function) in instance <instance>.
+role_container() { # role_container <instance> <role>
+    docker ps -q --filter "label=io.rfaas.instance=$1" --filter "label=io.rfaas.role=$2" | head -n1
+}
+
 # wrk latency figure -> ms
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000} printf "%.3f", v}'; }
 
@@ -112,5 +129,6 @@ run_wrk() { # run_wrk <label> <url>
     p99=$(awk '$1=="99%"{print $2}' <<<"$out" | to_ms)
     if grep -q "Non-2xx\|Socket errors" <<<"$out"; then log "$label: $(grep -E 'Non-2xx|Socket errors' <<<"$out")"; echo "  $label errors: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >>"$RESULT"; fi
     RPS[$label]+="$rps "; P50[$label]+="$p50 "; P99[$label]+="$p99 "
+    LAST_REQUESTS=$(awk '/requests in/{print $1}' <<<"$out")
     printf '  %-7s req/s %9s  p50 %7s ms  p99 %7s ms  load=[%s]\n' "$label" "$rps" "$p50" "$p99" "$(load_avg)" | tee -a "$RESULT"
 }

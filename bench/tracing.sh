@@ -31,6 +31,7 @@ RAW="$OUT_DIR/tracing-wrk.txt"
 : >"$RAW"
 declare -A INST=([off]=bench-troff [on]=bench-tron)
 declare -A GPORT=([off]=18991 [on]=18992)
+declare -A PCPU FCPU   # CPU microseconds per request of the gateway and the function container
 
 cleanup() {
     [[ -n "${SINK:-}" ]] && kill "$SINK" 2>/dev/null || true
@@ -61,7 +62,15 @@ echo "wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS rounds, order alternates e
 order=(off on)
 for r in $(seq 1 "$ROUNDS"); do
     echo " round $r" | tee -a "$RESULT"
-    for m in "${order[@]}"; do run_wrk "$m" "http://127.0.0.1:${GPORT[$m]}/functions/hello"; done
+    for m in "${order[@]}"; do
+        px=$(role_container "${INST[$m]}" proxy); fx=$(role_container "${INST[$m]}" function)
+        p0=$(container_cpu_ns "$px"); f0=$(container_cpu_ns "$fx")
+        run_wrk "$m" "http://127.0.0.1:${GPORT[$m]}/functions/hello"
+        p1=$(container_cpu_ns "$px"); f1=$(container_cpu_ns "$fx")
+        PCPU[$m]+="$(awk -v a="$p0" -v b="$p1" -v n="$LAST_REQUESTS" 'BEGIN{printf "%.1f", (b-a)/n/1000}') "
+        FCPU[$m]+="$(awk -v a="$f0" -v b="$f1" -v n="$LAST_REQUESTS" 'BEGIN{printf "%.1f", (b-a)/n/1000}') "
+        echo "          CPU per request: gateway $(echo ${PCPU[$m]} | awk '{print $NF}') us, function $(echo ${FCPU[$m]} | awk '{print $NF}') us" | tee -a "$RESULT"
+    done
     order=("${order[1]}" "${order[0]}")
 done
 sleep 6   # the batch exporters' interval (5 s) passes, so the last spans arrive
@@ -70,11 +79,11 @@ SPANS=$(awk '/^spans /{n=$2} END{print n+0}' "$OUT_DIR/tracing-sink.log")
 calc() { awk "BEGIN{printf \"%.2f\", $1}"; }
 {
     echo "== medians"
-    printf '  %-5s %10s %10s %10s\n' mode "req/s" "p50 ms" "p99 ms"
+    printf '  %-5s %10s %10s %10s %14s %14s\n' mode "req/s" "p50 ms" "p99 ms" "gw CPU us/req" "fn CPU us/req"
     declare -A mR m50 m99
     for m in off on; do
         mR[$m]=$(median ${RPS[$m]}); m50[$m]=$(median ${P50[$m]}); m99[$m]=$(median ${P99[$m]})
-        printf '  %-5s %10s %10s %10s\n' "$m" "${mR[$m]}" "${m50[$m]}" "${m99[$m]}"
+        printf '  %-5s %10s %10s %10s %14s %14s\n' "$m" "${mR[$m]}" "${m50[$m]}" "${m99[$m]}" "$(median ${PCPU[$m]})" "$(median ${FCPU[$m]})"
     done
     ratio=$(calc "${mR[on]}/${mR[off]}")
     echo "throughput tracing on/off: ${ratio}x  (goal >= 0.85: $(awk "BEGIN{print ($ratio>=0.85)?\"met\":\"MISSED\"}"))"

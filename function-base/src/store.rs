@@ -142,7 +142,10 @@ impl StoreClient {
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?;
         // The store's span continues the caller's (a request, async call or event handler).
-        rfa_telemetry::propagate::to_http(&tracing::Span::current(), request.headers_mut());
+        rfa_telemetry::propagate::to_http(
+            &rfa_telemetry::Context::current(),
+            request.headers_mut(),
+        );
         let exchange = async {
             let response = self
                 .client

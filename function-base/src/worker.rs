@@ -108,7 +108,10 @@ impl Worker {
             duration,
         );
         let span = crate::trace::callback(url);
-        rfa_telemetry::propagate::to_http(&span, &mut headers);
+        rfa_telemetry::propagate::to_http(
+            &rfa_telemetry::OpenTelemetrySpanExt::context(&span),
+            &mut headers,
+        );
         let delivered = self
             .callbacks
             .deliver(url, &headers, body)
@@ -192,7 +195,10 @@ impl Worker {
             Ok(mut request) => {
                 *request.headers_mut() = call.headers.clone();
                 // The function's own request span is a child of this call's span.
-                rfa_telemetry::propagate::to_http(&Span::current(), request.headers_mut());
+                rfa_telemetry::propagate::to_http(
+                    &rfa_telemetry::Context::current(),
+                    request.headers_mut(),
+                );
                 match self.router.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},

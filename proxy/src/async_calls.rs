@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan};
 use rfa_wire::headers;
-use tracing::{Instrument, Span};
 
 use crate::forward::{split_target, strip_hop_by_hop};
 use crate::{ProxyError, SharedState};
@@ -125,7 +125,7 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
         return crate::forward::finish(&span, ProxyError::UnknownFunction(name).into_response());
     }
     let response = enqueue(&state, &name, &rest, req, &span)
-        .instrument(span.clone())
+        .with_context(span.context().clone())
         .await;
     crate::forward::finish(&span, response)
 }
@@ -137,11 +137,11 @@ pub async fn enqueue(
     name: &str,
     rest: &str,
     req: Request,
-    span: &Span,
+    span: &RequestSpan,
 ) -> Response {
     match try_enqueue(state, name, rest, req, span).await {
         Ok(call_id) => {
-            span.record("rfaas.call_id", call_id.as_str());
+            span.set_attribute(KeyValue::new("rfaas.call_id", call_id.clone()));
             state.metrics.async_accepted(name);
             let mut response = StatusCode::ACCEPTED.into_response();
             if let Ok(v) = HeaderValue::from_str(&call_id) {
@@ -162,7 +162,7 @@ async fn try_enqueue(
     name: &str,
     rest: &str,
     req: Request,
-    span: &Span,
+    span: &RequestSpan,
 ) -> Result<String, ProxyError> {
     let (parts, body) = req.into_parts();
     let mut http_headers = parts.headers;
@@ -187,7 +187,7 @@ async fn try_enqueue(
     nats_headers.insert(headers::ASYNC_PATH, path.as_str());
     nats_headers.insert(headers::CALL_ID, call_id.as_str());
     nats_headers.insert(headers::NATS_MSG_ID, call_id.as_str());
-    rfa_telemetry::propagate::to_nats(span, &mut nats_headers);
+    rfa_telemetry::propagate::to_nats(span.context(), &mut nats_headers);
 
     let subject = rfa_wire::subjects::async_call(name);
     let ack = js

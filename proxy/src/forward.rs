@@ -18,9 +18,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rfa_telemetry::propagate;
+use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan, propagate};
 use rfa_wire::route::FunctionKind;
-use tracing::{Instrument, Span};
 
 use crate::{ProxyError, SharedState, async_calls, auth};
 
@@ -65,7 +64,7 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     };
     if route.kind == FunctionKind::Async {
         let response = async_calls::enqueue(&state, &name, &rest, req, &span)
-            .instrument(span.clone())
+            .with_context(span.context().clone())
             .await;
         return finish(&span, response);
     }
@@ -84,9 +83,8 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     let response = match result {
         Ok(response) => response,
         Err(e) => {
-            span.in_scope(|| {
-                tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed")
-            });
+            let _in_span = span.context().clone().attach();
+            tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed");
             e.into_response()
         }
     };
@@ -98,9 +96,9 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
 
 /// The gateway's span for one request, continuing the caller's trace when it sent a
 /// `traceparent`. A disabled span (no cost) while tracing is off.
-pub(crate) fn server_span(req: &Request, function: Option<&str>) -> Span {
+pub(crate) fn server_span(req: &Request, function: Option<&str>) -> RequestSpan {
     if !rfa_telemetry::enabled() {
-        return Span::none();
+        return RequestSpan::disabled();
     }
     let method = req.method().as_str();
     let path = req.uri().path();
@@ -111,27 +109,16 @@ pub(crate) fn server_span(req: &Request, function: Option<&str>) -> Span {
         Some(f) => format!("{method} /functions/{f}"),
         None => format!("{method} /store"),
     };
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %name,
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        rfaas.function = function,
-        rfaas.call_id = tracing::field::Empty,
-    );
-    rfa_telemetry::continue_from(&span, propagate::from_http(req.headers()));
-    span
+    let mut attributes = vec![KeyValue::new("url.path", path.to_string())];
+    if let Some(f) = function {
+        attributes.push(KeyValue::new("rfaas.function", f.to_string()));
+    }
+    RequestSpan::server(name, &propagate::from_http(req.headers()), attributes)
 }
 
 /// Records the answer's status on `span` (an error status for 5xx) and passes the answer on.
-pub(crate) fn finish(span: &Span, response: Response) -> Response {
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "error");
-    }
+pub(crate) fn finish(span: &RequestSpan, response: Response) -> Response {
+    span.record_status(response.status().as_u16());
     response
 }
 
@@ -188,7 +175,7 @@ async fn proxy(
     req: Request,
     limit: u64,
     name: &str,
-    span: &Span,
+    span: &RequestSpan,
 ) -> Result<Response, ProxyError> {
     let (mut parts, body) = req.into_parts();
     if content_length(&parts.headers).is_some_and(|length| length > limit) {
@@ -211,7 +198,7 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     add_forwarded(&mut parts.headers, client_ip, original_host, name);
-    propagate::to_http(span, &mut parts.headers);
+    propagate::to_http(span.context(), &mut parts.headers);
     parts.uri = uri;
 
     let exceeded = Arc::new(AtomicBool::new(false));

@@ -125,7 +125,7 @@ impl Shared {
         if_match: Option<&IfMatch>,
     ) -> Result<Committed, DbError> {
         let now = rfa_wire::time::now();
-        let traceparent = rfa_telemetry::propagate::traceparent(&tracing::Span::current());
+        let traceparent = rfa_telemetry::propagate::traceparent(&rfa_telemetry::Context::current());
         let committed = self
             .db
             .write(table, id, op, if_match, &now, traceparent.as_deref())?;

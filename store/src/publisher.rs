@@ -145,7 +145,10 @@ async fn pump(
                 format!("{instance}-{}", entry.seq).as_str(),
             );
             let span = publish_span(&head, entry.traceparent.as_deref());
-            rfa_telemetry::propagate::to_nats(&span, &mut headers);
+            rfa_telemetry::propagate::to_nats(
+                &rfa_telemetry::OpenTelemetrySpanExt::context(&span),
+                &mut headers,
+            );
             let payload = Bytes::copy_from_slice(&entry.payload);
             acks.push(Some((
                 js.publish_with_headers(subject, headers, payload).await?,

@@ -91,3 +91,16 @@ impl Visit for Fields {
             .insert(field.name().into(), Value::String(format!("{value:?}")));
     }
 }
+
+/// Span fields are not part of a log line: the fmt layer is told to format them as nothing.
+pub(crate) struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}

@@ -15,6 +15,11 @@
 
 mod format;
 pub mod propagate;
+mod request;
+
+pub use opentelemetry::context::FutureExt;
+pub use opentelemetry::{Context, KeyValue};
+pub use request::RequestSpan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -100,8 +105,11 @@ impl Export {
 /// error and the process goes on without export: tracing never stops a server from starting.
 pub fn init(service_name: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Span fields are not logged (the format writes the span's name only): formatting them for
+    // every span would be wasted work.
     let logs = tracing_subscriber::fmt::layer()
         .event_format(format::JsonLines)
+        .fmt_fields(format::NoSpanFields)
         .with_writer(std::io::stdout);
     let export = Export::from_env();
     let (provider, failure) = match &export {
@@ -131,7 +139,8 @@ pub fn init(service_name: &str) -> Telemetry {
     if let Some(e) = failure {
         tracing::error!(error = %e, "cannot export traces; running without them");
     }
-    if let (Some(_), Export::Otlp(endpoint)) = (&provider, &export) {
+    if let (Some(provider), Export::Otlp(endpoint)) = (&provider, &export) {
+        request::install(provider.tracer("rfaas"));
         ENABLED.store(true, Ordering::Relaxed);
         tracing::info!(%endpoint, service = service_name, "exporting traces over OTLP/gRPC");
     }

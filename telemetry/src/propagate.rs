@@ -4,13 +4,11 @@
 //! Every function here is a no-op while tracing is off ([`crate::enabled`]): headers pass through
 //! untouched, as any other header does.
 
+use crate::enabled;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-use crate::enabled;
 
 /// The W3C header that carries the trace id and the parent span id.
 pub const TRACEPARENT: &str = "traceparent";
@@ -102,30 +100,32 @@ pub fn from_traceparent(traceparent: Option<&str>) -> Context {
     }
 }
 
-/// Writes `span`'s context into outgoing HTTP headers, replacing any `traceparent` there.
-pub fn to_http(span: &tracing::Span, headers: &mut http::HeaderMap) {
+/// Writes the span `cx` holds into outgoing HTTP headers, replacing any `traceparent` there.
+///
+/// `cx` is a [`crate::RequestSpan`]'s context, a `tracing` span's (`span.context()`), or
+/// [`Context::current()`]: the current `tracing` span's or the request context the work runs under.
+pub fn to_http(cx: &Context, headers: &mut http::HeaderMap) {
     if enabled() {
-        propagator().inject_context(&span.context(), &mut HttpOut(headers));
+        propagator().inject_context(cx, &mut HttpOut(headers));
     }
 }
 
-/// Writes `span`'s context into outgoing NATS headers, replacing any `traceparent` there.
-pub fn to_nats(span: &tracing::Span, headers: &mut async_nats::HeaderMap) {
+/// Writes the span `cx` holds into outgoing NATS headers, replacing any `traceparent` there.
+pub fn to_nats(cx: &Context, headers: &mut async_nats::HeaderMap) {
     if enabled() {
-        propagator().inject_context(&span.context(), &mut NatsOut(headers));
+        propagator().inject_context(cx, &mut NatsOut(headers));
     }
 }
 
-/// `span`'s context as a `traceparent` value, to store with work that continues later.
-pub fn traceparent(span: &tracing::Span) -> Option<String> {
+/// The span `cx` holds as a `traceparent` value, to store with work that continues later.
+pub fn traceparent(cx: &Context) -> Option<String> {
     if !enabled() {
         return None;
     }
-    let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return None;
     }
     let mut capture = Capture(None);
-    propagator().inject_context(&cx, &mut capture);
+    propagator().inject_context(cx, &mut capture);
     capture.0
 }
