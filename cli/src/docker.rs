@@ -324,6 +324,8 @@ impl Engine {
         // Nothing here ever asks for more: no privileged mode, no host namespaces, no devices,
         // no bind mounts (only named volumes), so none of it is set.
         host.privileged = Some(false);
+        // Only the instance's own network: never the host's (or the default bridge).
+        host.network_mode = Some(spec.network.clone());
         let mut user = None;
         if spec.hardened {
             host.readonly_rootfs = Some(true);
