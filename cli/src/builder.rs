@@ -19,11 +19,138 @@ fn wrapper_name(instance: &Instance, name: &str) -> String {
     format!("rfafn-{}-{}", instance.label(), name.replace('_', "-"))
 }
 
+/// `deployments/<instance>/<name>/`, created; an error unless it really lies under
+/// `deployments/<instance>/` (a name with a `/` or `..`, or a symlink planted there, would
+/// otherwise make the CLI write elsewhere).
+fn wrapper_dir(deployments: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    if !rfa_wire::names::is_valid_function_name(name) {
+        bail!(
+            "function name '{}' is not valid: {}",
+            name.escape_debug(),
+            rfa_wire::names::FUNCTION_NAME_RULE
+        );
+    }
+    let dir = deployments.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let inside = match (deployments.canonicalize(), dir.canonicalize()) {
+        (Ok(root), Ok(real)) => real.parent() == Some(root.as_path()),
+        _ => false,
+    };
+    if !inside {
+        bail!(
+            "{} does not lie inside {} (is it a symlink?): remove it and deploy again",
+            dir.display(),
+            deployments.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// A TOML string holding `text`, quoted and escaped by the TOML writer.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// Checks what the user's package gives the wrapper: a package name cargo accepts and a library
+/// name that is a Rust identifier (both are written into generated files).
+fn check_names(target: &Target) -> anyhow::Result<()> {
+    let package_ok = !target.package.is_empty()
+        && target
+            .package
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let lib_ok = target
+        .lib
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && target
+            .lib
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !package_ok || !lib_ok {
+        bail!(
+            "package name '{}' / library name '{}' in the function's Cargo.toml are not valid: use \
+             letters, digits, '-' and '_' (the library name: a Rust identifier)",
+            target.package.escape_debug(),
+            target.lib.escape_debug()
+        );
+    }
+    Ok(())
+}
+
+/// Directories of a package that are never part of what a function is built from.
+const SKIPPED_DIRS: [&str; 2] = ["target", ".git"];
+
+/// Refuses a package holding a symlink that leads outside it: cargo would follow it and compile
+/// (or `include_str!`) whatever it points at. Walks everything but `target/` and `.git/`,
+/// without following symlinks.
+pub fn check_package(package_dir: &Path) -> anyhow::Result<()> {
+    let root = package_dir.canonicalize().with_context(|| {
+        format!(
+            "packageDir {} does not exist: point it at the crate holding the function",
+            package_dir.display()
+        )
+    })?;
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if kind.is_dir() {
+                let skipped = entry.file_name() == ".git"
+                    || (dir == root && SKIPPED_DIRS.iter().any(|d| entry.file_name() == *d));
+                if !skipped {
+                    pending.push(path);
+                }
+            } else if kind.is_symlink() {
+                let link = std::fs::read_link(&path)
+                    .with_context(|| format!("cannot read the symlink {}", path.display()))?;
+                // Where it leads: resolved on disk, or (dangling) by its text alone.
+                let resolved = path
+                    .canonicalize()
+                    .unwrap_or_else(|_| lexical(&dir.join(&link)));
+                if !resolved.starts_with(&root) {
+                    bail!(
+                        "{} is a symlink to {}, outside the package {}: rfaas builds a function \
+                         only from its own package. Replace the link with a copy of what it points \
+                         at, or move that into the package",
+                        path.display(),
+                        link.display(),
+                        root.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `a/b/../c` -> `a/c`, without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Writes the wrapper crate for `entry` and returns its directory.
 pub fn generate(instance: &Instance, entry: &Entry, target: &Target) -> anyhow::Result<PathBuf> {
     let root = crate::paths::source_root();
-    let dir = instance.deployments_dir().join(&entry.name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    check_names(target)?;
+    let dir = wrapper_dir(&instance.deployments_dir(), &entry.name)?;
     let package = wrapper_name(instance, &entry.name);
     let dep_key = format!("user-{}", target.lib.replace('_', "-"));
     let manifest = format!(
@@ -40,8 +167,8 @@ name = "{package}"
 path = "main.rs"
 
 [dependencies]
-function-base = {{ path = {fb:?} }}
-{dep_key} = {{ path = {pkg_dir:?}, package = {pkg:?} }}
+function-base = {{ path = {fb} }}
+{dep_key} = {{ path = {pkg_dir}, package = {pkg} }}
 
 # Its own workspace, with the rfaas workspace's release profile so dependencies are shared.
 [workspace]
@@ -51,9 +178,9 @@ debug = false
 strip = true
 "#,
         name = entry.name,
-        fb = root.join("function-base").display().to_string(),
-        pkg_dir = entry.package_dir.display().to_string(),
-        pkg = target.package,
+        fb = toml_string(&root.join("function-base").display().to_string()),
+        pkg_dir = toml_string(&entry.package_dir.display().to_string()),
+        pkg = toml_string(&target.package),
     );
     let run = match entry.kind {
         FunctionKind::Main => "run_main",
@@ -239,6 +366,100 @@ fn depinfo_paths(text: &str) -> Option<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_files_stay_under_deployments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deployments = tmp.path().join("deployments").join("t1");
+        std::fs::create_dir_all(&deployments).unwrap();
+        let dir = wrapper_dir(&deployments, "method2").unwrap();
+        assert_eq!(dir, deployments.join("method2"));
+        for bad in ["../x", "..", "a/../../b", "/etc", ""] {
+            let e = wrapper_dir(&deployments, bad).unwrap_err().to_string();
+            assert!(e.contains("is not valid"), "{bad}: {e}");
+        }
+        assert!(!tmp.path().join("deployments").join("x").exists());
+        // A symlink planted where the wrapper goes is not written through.
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, deployments.join("planted")).unwrap();
+        let e = wrapper_dir(&deployments, "planted")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("does not lie inside") && e.contains("symlink"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn manifest_strings_are_toml_quoted() {
+        assert_eq!(toml_string("/a b/c"), r#""/a b/c""#);
+        let tricky = "/x\"\n[patch]\ny = \"";
+        let parsed: toml::Value = format!("p = {}", toml_string(tricky)).parse().unwrap();
+        assert_eq!(parsed["p"].as_str(), Some(tricky));
+    }
+
+    #[test]
+    fn package_and_library_names_are_checked() {
+        let t = |package: &str, lib: &str| Target {
+            package: package.into(),
+            lib: lib.into(),
+            call_path: format!("{lib}::f"),
+        };
+        assert!(check_names(&t("my-fn", "my_fn")).is_ok());
+        assert!(check_names(&t("a\"b", "a_b")).is_err());
+        assert!(check_names(&t("ab", "x(); evil")).is_err());
+        assert!(check_names(&t("ab", "1ab")).is_err());
+    }
+
+    #[test]
+    fn symlinks_leading_out_of_the_package_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pkg = tmp.path().join("pkg");
+        std::fs::create_dir_all(pkg.join("src/inner")).unwrap();
+        std::fs::write(pkg.join("src/lib.rs"), "").unwrap();
+        std::fs::write(tmp.path().join("secret"), "s").unwrap();
+        // Inside links are fine, and so is anything under target/ and .git/.
+        std::os::unix::fs::symlink("../lib.rs", pkg.join("src/inner/again.rs")).unwrap();
+        std::fs::create_dir_all(pkg.join("target/release")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", pkg.join("target/release/x")).unwrap();
+        std::fs::create_dir_all(pkg.join(".git")).unwrap();
+        std::os::unix::fs::symlink("/etc", pkg.join(".git/y")).unwrap();
+        check_package(&pkg).unwrap();
+        // A link out, existing or dangling, relative or absolute.
+        for (name, target) in [
+            ("src/out.rs", "../../secret"),
+            ("src/inner/abs", "/etc/passwd"),
+            ("dangling", "../nowhere/x"),
+            ("srcdir", ".."),
+        ] {
+            let link = pkg.join(name);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            let e = format!("{:#}", check_package(&pkg).unwrap_err());
+            assert!(
+                e.contains(
+                    &link
+                        .canonicalize()
+                        .unwrap_or(link.clone())
+                        .display()
+                        .to_string()
+                ) || e.contains(name),
+                "{e}"
+            );
+            assert!(
+                e.contains("outside the package") && e.contains("Replace the link"),
+                "{e}"
+            );
+            std::fs::remove_file(&link).unwrap();
+        }
+        check_package(&pkg).unwrap();
+        let e = format!(
+            "{:#}",
+            check_package(&tmp.path().join("missing")).unwrap_err()
+        );
+        assert!(e.contains("does not exist"), "{e}");
+    }
 
     #[test]
     fn reads_dep_info() {

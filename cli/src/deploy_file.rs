@@ -9,6 +9,8 @@ use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 use rfa_wire::route::FunctionKind;
 use serde::Deserialize;
 
+use crate::limits;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -28,8 +30,17 @@ struct RawEntry {
     env: BTreeMap<String, String>,
     replicas: Option<u32>,
     memory: Option<String>,
-    cpus: Option<f64>,
+    cpus: Option<Cpus>,
+    pids: Option<u32>,
     max_inflight: Option<u32>,
+}
+
+/// `"cpus": 0.5` or `"cpus": "0.5"` (as `docker run --cpus` takes it).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Cpus {
+    Number(f64),
+    Text(String),
 }
 
 /// One function to deploy, validated, with absolute paths.
@@ -42,11 +53,12 @@ pub struct Entry {
     pub env: BTreeMap<String, String>,
     pub replicas: u32,
     pub memory_bytes: i64,
-    pub nano_cpus: Option<i64>,
+    pub nano_cpus: i64,
+    pub pids: u32,
     pub max_inflight: u32,
 }
 
-pub const DEFAULT_MEMORY: &str = "128m";
+pub const DEFAULT_MEMORY: &str = limits::FUNCTION_MEMORY;
 pub const MAX_REPLICAS: u32 = 16;
 
 /// Variables the platform sets in every function container; a deploy file may not override them.
@@ -105,6 +117,7 @@ pub fn parse(
     if file.deploy.is_empty() {
         bail!("{origin}: the \"deploy\" list is empty: add at least one function");
     }
+    let host_cpus = limits::host_cpus();
     let mut seen = HashSet::new();
     let mut entries = Vec::new();
     for (i, raw) in file.deploy.into_iter().enumerate() {
@@ -121,23 +134,35 @@ pub fn parse(
                 raw.name
             );
         }
-        let at = format!("{origin}: function '{}'", raw.name);
+        let at = format!("{origin}: deploy[{i}] (function '{}')", raw.name);
         let kind = kind(&raw, overrides).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let replicas = raw.replicas.unwrap_or(1);
         if replicas == 0 || replicas > MAX_REPLICAS {
             bail!("{at}: replicas must be 1 to {MAX_REPLICAS}, not {replicas}");
         }
         let memory = raw.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
-        let memory_bytes = parse_memory(memory)
-            .with_context(|| format!("{at}: memory '{memory}' is not a size like 128m or 1g"))?;
+        let memory_bytes = parse_memory(memory).with_context(|| {
+            format!("{at}: memory '{memory}' is not a size: write it like \"128m\" or \"1g\"")
+        })?;
         if memory_bytes < 6 * 1024 * 1024 {
-            bail!("{at}: memory '{memory}' is below Docker's minimum of 6m");
+            bail!("{at}: memory '{memory}' is below Docker's minimum: give it at least \"6m\"");
         }
-        let nano_cpus = match raw.cpus {
-            None => None,
-            Some(c) if c > 0.0 && c <= 256.0 => Some((c * 1e9) as i64),
-            Some(c) => bail!("{at}: cpus must be above 0, not {c}"),
+        let nano_cpus = match &raw.cpus {
+            None => limits::default_nano_cpus(limits::FUNCTION_CPUS),
+            Some(c) => {
+                limits::nano_cpus(cpus(c, host_cpus).map_err(|e| anyhow::anyhow!("{at}: {e}"))?)
+            }
         };
+        let pids = raw.pids.unwrap_or(limits::FUNCTION_PIDS);
+        if !(limits::MIN_PIDS..=limits::MAX_PIDS).contains(&pids) {
+            bail!(
+                "{at}: pids {pids} is out of range: give it {} to {} (the most processes and \
+                 threads the function may run; default {})",
+                limits::MIN_PIDS,
+                limits::MAX_PIDS,
+                limits::FUNCTION_PIDS
+            );
+        }
         let max_inflight = raw.max_inflight.unwrap_or(8);
         if max_inflight == 0 || max_inflight > 1024 {
             bail!("{at}: maxInflight must be 1 to 1024, not {max_inflight}");
@@ -162,10 +187,30 @@ pub fn parse(
             replicas,
             memory_bytes,
             nano_cpus,
+            pids,
             max_inflight,
         });
     }
     Ok(entries)
+}
+
+/// A deploy entry's `cpus`, checked against what Docker accepts on this machine.
+fn cpus(value: &Cpus, host_cpus: f64) -> Result<f64, String> {
+    let c = match value {
+        Cpus::Number(n) => *n,
+        Cpus::Text(t) => t.trim().parse::<f64>().map_err(|_| {
+            format!(
+                "cpus '{t}' is not a number: write it like 0.5 or \"1.5\" (CPUs, fractions allowed)"
+            )
+        })?,
+    };
+    if !c.is_finite() || c < limits::MIN_CPUS || c > host_cpus {
+        return Err(format!(
+            "cpus {c} is out of range: give it {} to {host_cpus} (this machine's CPUs)",
+            limits::MIN_CPUS
+        ));
+    }
+    Ok(c)
 }
 
 fn kind(raw: &RawEntry, overrides: Overrides) -> Result<FunctionKind, String> {
@@ -273,6 +318,67 @@ mod tests {
             .contains("memory")
         );
         assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","env":{"RFAAS_NATS_URL":"x"}}]}"#).contains("reserved"));
+    }
+
+    fn entry(extra: &str) -> String {
+        format!(
+            r#"{{"deploy":[{{"name":"ok","packageDir":"m","filePath":"m/x.rs"}},{{"name":"a","packageDir":"m","filePath":"m/x.rs"{extra}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn limits_have_defaults_and_can_be_set_per_function() {
+        let e = &p(ONE).unwrap()[0];
+        assert_eq!(e.pids, limits::FUNCTION_PIDS);
+        assert_eq!(
+            e.nano_cpus,
+            limits::default_nano_cpus(limits::FUNCTION_CPUS)
+        );
+        let e = &p(&entry(r#","cpus":0.5,"pids":64,"memory":"64m""#)).unwrap()[1];
+        assert_eq!(
+            (e.nano_cpus, e.pids, e.memory_bytes),
+            (500_000_000, 64, 64 << 20)
+        );
+        let e = &p(&entry(r#","cpus":"0.25""#)).unwrap()[1];
+        assert_eq!(e.nano_cpus, 250_000_000);
+    }
+
+    #[test]
+    fn bad_limits_say_where_and_what_to_do() {
+        for (extra, says) in [
+            (r#","cpus":0"#, "cpus 0 is out of range: give it 0.01 to"),
+            (r#","cpus":-1"#, "out of range"),
+            (r#","cpus":100000"#, "this machine's CPUs"),
+            (
+                r#","cpus":"half""#,
+                "cpus 'half' is not a number: write it like 0.5",
+            ),
+            (
+                r#","pids":0"#,
+                "pids 0 is out of range: give it 16 to 32768",
+            ),
+            (r#","pids":1000000"#, "out of range"),
+            (r#","memory":"1k""#, "give it at least"),
+        ] {
+            let e = err(&entry(extra));
+            assert!(e.contains("deploy.json: deploy[1] (function 'a')"), "{e}");
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        assert!(err(&entry(r#","cpus":true"#)).contains("deploy.json:1:"));
+    }
+
+    #[test]
+    fn names_cannot_leave_the_deployments_directory() {
+        for name in ["../x", "..", "a/b", "/etc", "."] {
+            let text = format!(
+                r#"{{"deploy":[{{"name":"{name}","packageDir":"m","filePath":"m/x.rs"}}]}}"#
+            );
+            let e = err(&text);
+            assert!(
+                e.contains("deploy[0]") && e.contains("is not valid"),
+                "{name}: {e}"
+            );
+        }
     }
 
     #[test]

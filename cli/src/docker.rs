@@ -45,9 +45,14 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     /// Map `host.docker.internal` to the host.
     pub host_gateway: bool,
-    /// Run the image's user (non-root) with a read-only root filesystem and no capabilities.
+    /// Run as the non-root user rfaas images carry ([`crate::images::UID`]) with a read-only
+    /// root filesystem (a small `noexec,nosuid` tmpfs at `/tmp`), every capability dropped and
+    /// `no-new-privileges`.
     pub hardened: bool,
 }
+
+/// The `/tmp` every hardened container gets: the only writable path besides its `/data` volume.
+pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
 
 impl Engine {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an API
@@ -76,6 +81,15 @@ impl Engine {
         match self.docker.inspect_image(tag).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot inspect image {tag}")),
+        }
+    }
+
+    /// The id of the image `tag`, if it is on this machine.
+    pub async fn image_id(&self, tag: &str) -> anyhow::Result<Option<String>> {
+        match self.docker.inspect_image(tag).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot inspect image {tag}")),
         }
     }
@@ -307,14 +321,23 @@ impl Engine {
             ),
             ..Default::default()
         };
+        // Nothing here ever asks for more: no privileged mode, no host namespaces, no devices,
+        // no bind mounts (only named volumes), so none of it is set.
+        host.privileged = Some(false);
+        // Only the instance's own network: never the host's (or the default bridge).
+        host.network_mode = Some(spec.network.clone());
+        let mut user = None;
         if spec.hardened {
             host.readonly_rootfs = Some(true);
             host.cap_drop = Some(vec!["ALL".to_string()]);
             host.security_opt = Some(vec!["no-new-privileges:true".to_string()]);
             host.tmpfs = Some(HashMap::from([(
                 "/tmp".to_string(),
-                "rw,noexec,nosuid,size=64m,mode=1777".to_string(),
+                TMPFS_OPTIONS.to_string(),
             )]));
+            // Explicit, so an image that forgot its USER line still runs non-root.
+            let uid = crate::images::UID;
+            user = Some(format!("{uid}:{uid}"));
         }
         if spec.host_gateway {
             host.extra_hosts = Some(vec!["host.docker.internal:host-gateway".to_string()]);
@@ -338,6 +361,7 @@ impl Engine {
         }
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            user,
             cmd: if spec.cmd.is_empty() {
                 None
             } else {

@@ -140,8 +140,8 @@ pub async fn deploy(
         env: env_vars,
         network: p.instance.network(),
         memory_bytes: Some(entry.memory_bytes),
-        nano_cpus: entry.nano_cpus,
-        pids_limit: Some(256),
+        nano_cpus: Some(entry.nano_cpus),
+        pids_limit: Some(i64::from(entry.pids)),
         host_gateway: true,
         hardened: true,
         ..Default::default()

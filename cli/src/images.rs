@@ -345,6 +345,7 @@ impl AppImage {
         role: Role,
         function: Option<&str>,
     ) -> anyhow::Result<AppImage> {
+        check_image_ref(&base.tag)?;
         let mut fs = RootFs::new();
         let data =
             std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
@@ -393,6 +394,67 @@ impl AppImage {
     }
 }
 
+/// A user's local image (`--nats-image`) made fit to run hardened: one layer of rfaas's on top
+/// adds `/data` owned by the rfaas user (so the fresh named volume mounted there is writable by
+/// it) and `USER {UID}:{UID}`; the image's entry point and everything else stay as they are.
+pub struct UserImage {
+    pub tag: String,
+    context: Vec<u8>,
+}
+
+/// On an image rfaas derived from a user's: the user's image it was made from.
+pub const LABEL_FROM: &str = "io.rfaas.from";
+
+impl UserImage {
+    /// `image` is the user's tag, `image_id` its id (so a re-tagged image makes a new layer).
+    pub fn assemble(
+        image: &str,
+        image_id: &str,
+        repo: &str,
+        role: Role,
+    ) -> anyhow::Result<UserImage> {
+        check_image_ref(image)?;
+        let mut fs = RootFs::new();
+        fs.dir("/data", 0o700, UID)?;
+        let layer = fs.finish()?;
+        // Labels are quoted: the user's tag may hold characters a bare label value cannot.
+        let dockerfile = format!(
+            "FROM {image}\nADD data.tar /\nUSER {UID}:{UID}\n\
+             LABEL {LABEL_MANAGED}=true {LABEL_ROLE}={} {LABEL_FROM}={:?}\n",
+            role.as_str(),
+            image
+        );
+        let mut h = Sha256::new();
+        h.update(dockerfile.as_bytes());
+        h.update(image_id.as_bytes());
+        h.update(&layer);
+        let short: String = h
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(UserImage {
+            tag: format!("{repo}:{short}"),
+            context: context(&dockerfile, &[("data.tar", &layer)])?,
+        })
+    }
+
+    /// Builds the image unless one with its tag exists.
+    pub async fn ensure(
+        &self,
+        engine: &Engine,
+        progress: &crate::progress::Progress,
+    ) -> anyhow::Result<bool> {
+        if engine.image_exists(&self.tag).await? {
+            return Ok(false);
+        }
+        progress.step(&format!("building image {}", self.tag));
+        build_with_retry(engine, &self.tag, &self.context, progress, None).await?;
+        Ok(true)
+    }
+}
+
 /// Builds an image, trying once more if the engine fails. Our contexts are generated, so a
 /// failure is the engine's, and the one seen in practice is a race: another instance's
 /// `stopFaas --prune` removing a cached layer (or the base) while this build reuses it.
@@ -416,6 +478,23 @@ async fn build_with_retry(
     engine
         .build_image(tag, context.to_vec(), |l| progress.detail(l))
         .await
+}
+
+/// A user's image name goes into a generated Dockerfile's `FROM`: it must be one word of the
+/// characters an image reference has, so it cannot add lines of its own.
+fn check_image_ref(image: &str) -> anyhow::Result<()> {
+    let ok = !image.is_empty()
+        && !image.starts_with('-')
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if !ok {
+        bail!(
+            "'{}' is not an image reference: use a name like my-nats:2.10 or registry/name@sha256:…",
+            image.escape_debug()
+        );
+    }
+    Ok(())
 }
 
 /// A build context: the Dockerfile and the named files at the root of a tar.
@@ -478,6 +557,31 @@ mod tests {
         assert!(names.iter().any(|n| n == "tmp/"));
         assert!(names.iter().any(|n| n.ends_with("libc.so.6")));
         assert!(names.iter().any(|n| n.ends_with("libgcc_s.so.1")));
+    }
+
+    #[test]
+    fn image_references_cannot_add_dockerfile_lines() {
+        for ok in [
+            "nats:2.10",
+            "reg.example.com:5000/team/nats@sha256:abc",
+            "rfa-base:12ab",
+        ] {
+            assert!(check_image_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "nats\nRUN rm -rf /", "nats latest", "-x", "a\"b"] {
+            let e = check_image_ref(bad).unwrap_err().to_string();
+            assert!(e.contains("not an image reference"), "{e}");
+        }
+        let derived =
+            UserImage::assemble("my-nats:1", "sha256:1", "rfa-nats-user", Role::Nats).unwrap();
+        assert!(derived.tag.starts_with("rfa-nats-user:"));
+        let other =
+            UserImage::assemble("my-nats:1", "sha256:2", "rfa-nats-user", Role::Nats).unwrap();
+        assert_ne!(
+            derived.tag, other.tag,
+            "a re-tagged image makes a new layer"
+        );
+        assert!(UserImage::assemble("x\nRUN id", "sha256:1", "r", Role::Nats).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod functions;
 mod gateway;
 mod images;
 mod instance;
+mod limits;
 mod paths;
 mod platform;
 mod progress;

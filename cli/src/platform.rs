@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::docker::{ContainerSpec, Engine};
 use crate::instance::{Instance, LABEL_BASE, LABEL_SPEC, Role};
+use crate::limits;
 
 /// Where NATS comes from.
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ pub fn specs(
     }
     let mut out = Vec::new();
     if let Some(image) = &images.nats {
-        let mut spec = ContainerSpec {
+        let spec = ContainerSpec {
             name: instance.nats(),
             image: image.clone(),
             cmd: vec![
@@ -156,17 +157,16 @@ pub fn specs(
             network: net.clone(),
             aliases: vec![instance.nats()],
             volumes: vec![(instance.nats_volume(), "/data".into())],
-            memory_bytes: Some(512 * 1024 * 1024),
-            pids_limit: Some(512),
+            memory_bytes: Some(limits::PLATFORM_MEMORY),
+            nano_cpus: Some(limits::default_nano_cpus(limits::PLATFORM_CPUS)),
+            pids_limit: Some(limits::NATS_PIDS),
+            // A user's image (--nats-image) too: it runs through a layer of rfaas's that adds
+            // the non-root user and its /data (see images::UserImage), keeping its entry point.
             hardened: true,
             // So a NATS or OTLP collector on the host is reachable (--nats-url).
             host_gateway: true,
             ..Default::default()
         };
-        if !matches!(settings.nats, NatsSource::HostBinary(_)) {
-            // A user's image keeps its own user and entry point.
-            spec.hardened = false;
-        }
         out.push((Role::Nats, spec));
     }
     let mut store_env = vec![
@@ -185,8 +185,9 @@ pub fn specs(
             network: net.clone(),
             aliases: vec![instance.store()],
             volumes: vec![(instance.store_volume(), "/data".into())],
-            memory_bytes: Some(512 * 1024 * 1024),
-            pids_limit: Some(512),
+            memory_bytes: Some(limits::PLATFORM_MEMORY),
+            nano_cpus: Some(limits::default_nano_cpus(limits::PLATFORM_CPUS)),
+            pids_limit: Some(limits::STORE_PIDS),
             hardened: true,
             // So a NATS or OTLP collector on the host is reachable (--nats-url).
             host_gateway: true,
@@ -218,8 +219,9 @@ pub fn specs(
             aliases: vec![instance.proxy()],
             publish: Some((settings.bind.clone(), settings.port, PROXY_PORT)),
             volumes: vec![(instance.proxy_volume(), "/data".into())],
-            memory_bytes: Some(512 * 1024 * 1024),
-            pids_limit: Some(1024),
+            memory_bytes: Some(limits::PLATFORM_MEMORY),
+            nano_cpus: Some(limits::default_nano_cpus(limits::PROXY_CPUS)),
+            pids_limit: Some(limits::PROXY_PIDS),
             hardened: true,
             // So a NATS or OTLP collector on the host is reachable (--nats-url).
             host_gateway: true,
@@ -238,6 +240,14 @@ pub fn specs(
 /// A hash of everything in a spec, so a changed platform (new image, flag) is recreated.
 pub fn spec_hash(spec: &ContainerSpec) -> String {
     let mut h = Sha256::new();
+    if spec.hardened {
+        // A change to what hardening means recreates the containers that have the old one.
+        h.update(format!(
+            "hardened:{}:{}|",
+            crate::images::UID,
+            crate::docker::TMPFS_OPTIONS
+        ));
+    }
     h.update(format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         spec.image,

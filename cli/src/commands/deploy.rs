@@ -40,6 +40,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             &entry.file_path,
         )
         .map_err(|e| anyhow::anyhow!("function '{}': {e:#}", entry.name))?;
+        builder::check_package(&entry.package_dir)
+            .map_err(|e| anyhow::anyhow!("function '{}': {e:#}", entry.name))?;
         targets.push(target);
     }
     let platform = Platform::connect(instance).await?;

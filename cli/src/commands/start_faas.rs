@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use rfa_wire::PROXY_PORT;
 
 use crate::docker::Engine;
-use crate::images::{AppImage, BaseImage};
+use crate::images::{AppImage, BaseImage, UserImage};
 use crate::instance::{Instance, LABEL_SPEC, Role};
 use crate::paths;
 use crate::platform::{self, NatsSource, PlatformImages, Settings};
@@ -52,6 +52,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             args.bind
         )
     })?;
+    if let Some(warning) = bind_warning(bind, args.port) {
+        eprintln!("{warning}");
+    }
     let nats = match (&args.nats_url, &args.nats_image) {
         (Some(url), _) => {
             if !(url.starts_with("nats://") || url.starts_with("tls://")) {
@@ -110,13 +113,16 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             Some(image.tag)
         }
         NatsSource::Image(image) => {
-            if !engine.image_exists(image).await? {
+            let Some(id) = engine.image_id(image).await? else {
                 bail!(
                     "--nats-image {image} is not on this machine: rfaas never pulls. Load it first, \
                      or drop --nats-image to use the host's nats-server"
                 );
-            }
-            Some(image.clone())
+            };
+            // Run hardened like every other container: non-root, with a /data it owns.
+            let derived = UserImage::assemble(image, &id, "rfa-nats-user", Role::Nats)?;
+            derived.ensure(&engine, &progress).await?;
+            Some(derived.tag)
         }
         NatsSource::External(_) => None,
     };
@@ -279,6 +285,19 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
     );
 }
 
+/// What to tell the user when the gateway is published beyond this machine's loopback.
+fn bind_warning(bind: IpAddr, port: u16) -> Option<String> {
+    if bind.is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "warning: --bind {bind} publishes the gateway (port {port}) beyond this machine: anyone who \
+         can reach this host on the network can call every function, and only the admin token \
+         protects /system and /store. Use the default --bind 127.0.0.1 unless that is what you want \
+         (and then put TLS in front of it)."
+    ))
+}
+
 /// An OTLP/gRPC endpoint the containers can reach: `http(s)://host:port`, not the container's own
 /// loopback.
 fn check_otlp_endpoint(endpoint: &str) -> anyhow::Result<()> {
@@ -308,7 +327,22 @@ fn check_otlp_endpoint(endpoint: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_otlp_endpoint;
+    use super::{bind_warning, check_otlp_endpoint};
+
+    #[test]
+    fn only_loopback_binds_are_quiet() {
+        for quiet in ["127.0.0.1", "127.0.0.2", "::1"] {
+            assert_eq!(bind_warning(quiet.parse().unwrap(), 9999), None, "{quiet}");
+        }
+        for loud in ["0.0.0.0", "::", "192.168.1.10"] {
+            let w = bind_warning(loud.parse().unwrap(), 9999).expect(loud);
+            assert!(w.starts_with("warning: --bind"), "{w}");
+            assert!(
+                w.contains("/system and /store") && w.contains("token"),
+                "{w}"
+            );
+        }
+    }
 
     #[test]
     fn otlp_endpoints_must_be_reachable_urls() {
