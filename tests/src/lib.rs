@@ -171,6 +171,19 @@ impl Platform {
         format!("{base}-{}", self.instance)
     }
 
+    /// `nats://<ip>:4222` of this instance's NATS container, as the host reaches it (the host
+    /// reaches container IPs on the bridge directly). The IP can change when it is recreated.
+    pub fn nats_url(&self) -> String {
+        let c = inspect(&self.object("rfa-nats"));
+        let ip = c["NetworkSettings"]["Networks"]
+            .as_object()
+            .and_then(|n| n.values().next())
+            .and_then(|n| n["IPAddress"].as_str())
+            .unwrap_or_else(|| panic!("no IP address for {}", self.object("rfa-nats")))
+            .to_string();
+        format!("nats://{ip}:{}", rfa_wire::NATS_PORT)
+    }
+
     /// Names of containers labelled as this instance's.
     pub fn containers(&self) -> Vec<String> {
         docker_lines(&[
@@ -373,4 +386,84 @@ impl Receiver {
         })
         .await
     }
+}
+
+/// The ids of every document in `table`, in id order, read page by page through the gateway.
+pub async fn all_ids(p: &Platform, table: &str) -> Vec<String> {
+    all_docs(p, table)
+        .await
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every document envelope in `table`, in id order, read page by page through the gateway.
+pub async fn all_docs(p: &Platform, table: &str) -> Vec<serde_json::Value> {
+    let client = http();
+    let mut docs = Vec::new();
+    let mut after = String::new();
+    loop {
+        let mut url = p.url(&format!("/store/tables/{table}/docs?limit=500"));
+        if !after.is_empty() {
+            url.push_str(&format!("&after={after}"));
+        }
+        let page: serde_json::Value = client
+            .get(url)
+            .bearer_auth(p.token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        docs.extend(page["docs"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => return docs,
+        }
+    }
+}
+
+/// Every event on `rfa.store.<table>.>` in the platform's JetStream, as (event, id) pairs in
+/// stream order, read with an ordered consumer from the host (the host reaches container IPs).
+pub async fn all_events(nats_url: &str, table: &str) -> Vec<(String, String)> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use futures_util::StreamExt;
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(rfa_wire::subjects::STORE_STREAM)
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("rfa.store.{table}.>"),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return events;
+    }
+    let mut messages = consumer.messages().await.unwrap();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await
+    {
+        let payload: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        let (event, id) = (
+            payload["event"].as_str().unwrap().to_string(),
+            payload["id"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(
+            m.subject.as_str(),
+            rfa_wire::subjects::store_event(table, &event, &id),
+            "the subject names the event's table, kind and id"
+        );
+        events.push((event, id));
+        if m.info().unwrap().pending == 0 {
+            break;
+        }
+    }
+    events
 }

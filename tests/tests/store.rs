@@ -262,79 +262,6 @@ async fn database_events_example_reacts_to_every_write_even_after_being_down() {
     }
 }
 
-/// The ids of every document in `table`, in id order, read page by page through the gateway.
-async fn all_ids(p: &Platform, table: &str) -> Vec<String> {
-    let client = http();
-    let mut ids = Vec::new();
-    let mut after = String::new();
-    loop {
-        let mut url = p.url(&format!("/store/tables/{table}/docs?limit=500"));
-        if !after.is_empty() {
-            url.push_str(&format!("&after={after}"));
-        }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(p.token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for d in page["docs"].as_array().unwrap() {
-            ids.push(d["id"].as_str().unwrap().to_string());
-        }
-        match page["next"].as_str() {
-            Some(next) => after = next.to_string(),
-            None => return ids,
-        }
-    }
-}
-
-/// Every event on `rfa.store.<table>.>` in the platform's JetStream, as (event, id) pairs in
-/// stream order, read with an ordered consumer from the host (the host reaches container IPs).
-async fn all_events(nats_url: &str, table: &str) -> Vec<(String, String)> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-    use futures_util::StreamExt;
-    let client = async_nats::connect(nats_url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let stream = js
-        .get_stream(rfa_wire::subjects::STORE_STREAM)
-        .await
-        .unwrap();
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: format!("rfa.store.{table}.>"),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut events = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return events;
-    }
-    let mut messages = consumer.messages().await.unwrap();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await
-    {
-        let payload: Value = serde_json::from_slice(&m.payload).unwrap();
-        let (event, id) = (
-            payload["event"].as_str().unwrap().to_string(),
-            payload["id"].as_str().unwrap().to_string(),
-        );
-        assert_eq!(
-            m.subject.as_str(),
-            rfa_wire::subjects::store_event(table, &event, &id),
-            "the subject names the event's table, kind and id"
-        );
-        events.push((event, id));
-        if m.info().unwrap().pending == 0 {
-            break;
-        }
-    }
-    events
-}
-
 #[tokio::test]
 async fn kill_9_during_1000_concurrent_writes_loses_no_acknowledged_write_and_no_event() {
     use std::sync::Arc;
@@ -344,16 +271,7 @@ async fn kill_9_during_1000_concurrent_writes_loses_no_acknowledged_write_and_no
     const KILL_AFTER: usize = 300;
 
     let p = Arc::new(Platform::start("crash"));
-    let nats = inspect(&p.object("rfa-nats"))["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()["IPAddress"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let nats_url = format!("nats://{nats}:{}", rfa_wire::NATS_PORT);
+    let nats_url = p.nats_url();
     let store_pid = inspect(&p.object("rfa-store"))["State"]["Pid"]
         .as_i64()
         .unwrap();

@@ -211,6 +211,21 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
     }
 
+    // Function replicas stopped on purpose (`docker stop`, `docker kill`) are left down by their
+    // restart policy, as the platform's own are: start them again too. Their routes and durable
+    // consumers are unchanged, so they serve and take their queued work as soon as they run.
+    for c in engine
+        .list_containers(instance.filters(Some(Role::Function)))
+        .await?
+    {
+        let name = crate::functions::container_name(&c);
+        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+        if matches!(state.as_str(), "exited" | "created") && !name.is_empty() {
+            engine.start(&name).await?;
+            changed.push(format!("started {name}"));
+        }
+    }
+
     let url = platform::gateway_url(&engine, instance).await?;
     let token_path = instance.token_path()?;
     if changed.is_empty() {
