@@ -49,6 +49,34 @@ pub struct ContainerSpec {
     /// root filesystem (a small `noexec,nosuid` tmpfs at `/tmp`), every capability dropped and
     /// `no-new-privileges`.
     pub hardened: bool,
+    /// Files put into the container after it is created and before it starts (into one of its
+    /// volumes when the root is read-only). Not part of the spec's hash.
+    pub files: Vec<ContainerFile>,
+}
+
+/// A file given to a container through the engine's archive API, e.g. a secret that must not
+/// show in `docker inspect` as an environment variable would.
+#[derive(Clone)]
+pub struct ContainerFile {
+    /// The directory it goes into (it must exist in the container).
+    pub dir: String,
+    pub name: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    /// Owner (uid and gid).
+    pub owner: u64,
+}
+
+impl std::fmt::Debug for ContainerFile {
+    /// Leaves the contents out: they may be a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerFile")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 /// The `/tmp` every hardened container gets: the only writable path besides its `/data` volume.
@@ -390,6 +418,10 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .with_context(|| format!("cannot create container {}", spec.name))?;
+        if let Err(e) = self.put_files(&spec.name, &spec.files).await {
+            self.remove_container(&spec.name).await.ok();
+            return Err(e);
+        }
         let start_result = self.docker.start_container(&spec.name, None).await;
         if let Err(e) = start_result {
             let message = e.to_string();
@@ -407,6 +439,51 @@ impl Engine {
             return Err(e).with_context(|| format!("cannot start container {}", spec.name));
         }
         Ok(())
+    }
+
+    /// Writes `files` into the container `name` (created or running), each replacing what was
+    /// there.
+    pub async fn put_files(&self, name: &str, files: &[ContainerFile]) -> anyhow::Result<()> {
+        for file in files {
+            let mut archive = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(file.contents.len() as u64);
+            header.set_mode(file.mode);
+            header.set_uid(file.owner);
+            header.set_gid(file.owner);
+            header.set_mtime(0);
+            archive
+                .append_data(&mut header, &file.name, file.contents.as_slice())
+                .context("cannot pack a file for a container")?;
+            let tar = archive
+                .into_inner()
+                .context("cannot pack a file for a container")?;
+            let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+                .path(&file.dir)
+                .build();
+            self.docker
+                .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot write {}/{} into container {name}",
+                        file.dir, file.name
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` (e.g. `SIGHUP`) to the container's main process.
+    pub async fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+        let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        self.docker
+            .kill_container(name, Some(options))
+            .await
+            .with_context(|| format!("cannot send {signal} to container {name}"))
     }
 
     pub async fn start(&self, name: &str) -> anyhow::Result<()> {

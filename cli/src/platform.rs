@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use rfa_wire::{NATS_MONITOR_PORT, NATS_PORT, PROXY_PORT, STORE_PORT, env};
 use sha2::{Digest, Sha256};
 
-use crate::docker::{ContainerSpec, Engine};
+use crate::docker::{ContainerFile, ContainerSpec, Engine};
 use crate::instance::{Instance, LABEL_BASE, LABEL_SPEC, Role};
 use crate::limits;
 
@@ -34,7 +34,16 @@ pub struct Settings {
     pub base_image: Option<String>,
     pub upstream_timeout: u64,
     pub max_async_body: u64,
+    pub max_connections: u32,
+    pub header_timeout: u64,
+    pub max_headers: u32,
+    pub max_header_bytes: u32,
 }
+
+/// Where the proxy reads its admin token, on its data volume (not in its environment, where
+/// `docker inspect` would show it to anyone who may talk to the engine).
+pub const PROXY_TOKEN_DIR: &str = "/data";
+pub const PROXY_TOKEN_FILE: &str = "token";
 
 /// Reads the instance's admin token, creating it (mode 0600) when `create` is set.
 pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
@@ -56,6 +65,28 @@ pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
     write_token(&path)
 }
 
+/// Replaces the instance's admin token with a new random one in its file (mode 0600); returns
+/// the new token and the old one, if there was one. The running gateway still has the old one
+/// until it is handed the file (`startFaas` does that).
+pub fn rotate_token(instance: &Instance) -> anyhow::Result<(String, Option<String>)> {
+    if std::env::var(env::TOKEN).is_ok_and(|t| !t.is_empty()) {
+        bail!(
+            "RFAAS_TOKEN is set, and it would override the rotated token: unset it and run \
+             `proxyCli startFaas --rotate-token{}` again",
+            instance_flag(instance)
+        );
+    }
+    let path = instance.token_path()?;
+    let old = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let new = write_token(&path)?;
+    Ok((new, old))
+}
+
+/// Writes a new random token to `path` (mode 0600): to a temporary file first, then renamed
+/// over the old one, so a reader never sees a half-written token.
 fn write_token(path: &Path) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -68,15 +99,18 @@ fn write_token(path: &Path) -> anyhow::Result<String> {
     }
     let bytes: [u8; 32] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot write the admin token to {}", tmp.display()))?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
     Ok(token)
 }
 
@@ -195,7 +229,7 @@ pub fn specs(
         },
     ));
     let mut proxy_env = vec![
-        format!("{}={token}", env::TOKEN),
+        format!("{}={PROXY_TOKEN_DIR}/{PROXY_TOKEN_FILE}", env::TOKEN_FILE),
         format!(
             "{}=http://{}:{STORE_PORT}",
             env::STORE_URL,
@@ -206,6 +240,10 @@ pub fn specs(
         format!("{}={PROXY_PORT}", env::PORT),
         format!("{}={}", env::UPSTREAM_TIMEOUT, settings.upstream_timeout),
         format!("{}={}", env::MAX_ASYNC_BODY, settings.max_async_body),
+        format!("{}={}", env::MAX_CONNECTIONS, settings.max_connections),
+        format!("{}={}", env::HEADER_TIMEOUT, settings.header_timeout),
+        format!("{}={}", env::MAX_HEADERS, settings.max_headers),
+        format!("{}={}", env::MAX_HEADER_BYTES, settings.max_header_bytes),
     ];
     proxy_env.extend(otel);
     out.push((
@@ -223,6 +261,7 @@ pub fn specs(
             nano_cpus: Some(limits::default_nano_cpus(limits::PROXY_CPUS)),
             pids_limit: Some(limits::PROXY_PIDS),
             hardened: true,
+            files: vec![proxy_token_file(token)],
             // So a NATS or OTLP collector on the host is reachable (--nats-url).
             host_gateway: true,
             ..Default::default()
@@ -235,6 +274,17 @@ pub fn specs(
         spec.labels.insert(LABEL_SPEC.to_string(), digest);
     }
     out
+}
+
+/// The admin token as the proxy reads it: `/data/token`, readable by the container's user only.
+pub fn proxy_token_file(token: &str) -> ContainerFile {
+    ContainerFile {
+        dir: PROXY_TOKEN_DIR.to_string(),
+        name: PROXY_TOKEN_FILE.to_string(),
+        contents: token.as_bytes().to_vec(),
+        mode: 0o400,
+        owner: crate::images::UID,
+    }
 }
 
 /// A hash of everything in a spec, so a changed platform (new image, flag) is recreated.

@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 use rfa_wire::route::FunctionRoute;
 
-use crate::{ProxyError, SharedState, auth};
+use crate::{ProxyError, SharedState};
 
 pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    if let Err(e) = auth::check(&headers, &state.config.token) {
+    if let Err(e) = state.token.check(&headers) {
         return e.into_response();
     }
     let mut routes = state.routes.all();
@@ -25,7 +25,7 @@ pub async fn get_one(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<FunctionRoute>, ProxyError> {
-    auth::check(&headers, &state.config.token)?;
+    state.token.check(&headers)?;
     let mut route = state
         .routes
         .get(&name)
@@ -40,7 +40,7 @@ pub async fn put(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ProxyError> {
-    auth::check(&headers, &state.config.token)?;
+    state.token.check(&headers)?;
     if !is_valid_function_name(&name) {
         return Err(ProxyError::BadRequest(format!(
             "'{name}' is not a valid function name: {FUNCTION_NAME_RULE}"
@@ -70,7 +70,7 @@ pub async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ProxyError> {
-    auth::check(&headers, &state.config.token)?;
+    state.token.check(&headers)?;
     if state.routes.remove(&name)? {
         state.metrics.set_service_counts(&state.routes.all());
         tracing::info!(function = %name, "route removed");

@@ -117,8 +117,9 @@ async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, jetstream::Co
 
 /// `ANY /async-functions/<name>[/<path>]`.
 pub async fn handler(State(state): State<SharedState>, req: Request) -> Response {
-    let Some((name, rest)) = split_target(req.uri().path(), "/async-functions/") else {
-        return ProxyError::UnknownFunction(String::new()).into_response();
+    let (name, rest) = match split_target(req.uri().path(), "/async-functions/") {
+        Ok(target) => target,
+        Err(e) => return e.into_response(),
     };
     let span = crate::forward::server_span(&req, Some(&name));
     if state.routes.get(&name).is_none() {

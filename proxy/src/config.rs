@@ -1,14 +1,17 @@
 //! The gateway's configuration, read once from the environment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rfa_wire::env;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The admin bearer token; `/system/*` and `/store/*` need it.
+    /// The admin bearer token at start; `/system/*` and `/store/*` need it. The live value is
+    /// kept in [`crate::auth::Token`], which re-reads `token_file` on `SIGHUP`.
     pub token: String,
+    /// Where the token came from, when it came from a file (`RFAAS_TOKEN_FILE`).
+    pub token_file: Option<PathBuf>,
     /// Base URL of the document store.
     pub store_url: String,
     /// NATS for async calls; `None` turns async calls into 503s.
@@ -21,41 +24,119 @@ pub struct Config {
     pub max_async_body: u64,
     /// Time allowed for a function to send its response headers.
     pub upstream_timeout: Duration,
+    /// Limits on client connections.
+    pub limits: Limits,
+}
+
+/// What one client may do to the gateway's listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once; the next one gets `503` and is closed.
+    pub max_connections: usize,
+    /// Time to send a whole request head, counted from the connection's opening or the end of
+    /// the previous response (so an idle keep-alive connection is closed after it too).
+    pub header_timeout: Duration,
+    /// Most header fields in one request (more: `431`).
+    pub max_headers: usize,
+    /// Largest request head in bytes (more: `431`).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 16 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0} is not set: the gateway needs an admin token")]
-    MissingToken(&'static str),
+    #[error("neither {0} nor {1} is set: the gateway needs an admin token")]
+    MissingToken(&'static str, &'static str),
+    #[error("cannot read the admin token from {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
     #[error("{name} must be a whole number, not '{value}'")]
     NotANumber { name: &'static str, value: String },
+    #[error("{name} must be at least {min}, not {value}")]
+    TooSmall {
+        name: &'static str,
+        min: u64,
+        value: u64,
+    },
 }
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let token = std::env::var(env::TOKEN)
+        let token_file = std::env::var(env::TOKEN_FILE)
             .ok()
-            .filter(|t| !t.is_empty())
-            .ok_or(ConfigError::MissingToken(env::TOKEN))?;
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let token = match (&token_file, std::env::var(env::TOKEN).ok()) {
+            (Some(path), _) => read_token(path)?,
+            (None, Some(token)) if !token.is_empty() => token,
+            _ => return Err(ConfigError::MissingToken(env::TOKEN_FILE, env::TOKEN)),
+        };
+        let defaults = Limits::default();
         Ok(Config {
             token,
+            token_file,
             store_url: std::env::var(env::STORE_URL)
                 .unwrap_or_else(|_| format!("http://rfa-store:{}", rfa_wire::STORE_PORT)),
             nats_url: std::env::var(env::NATS_URL).ok().filter(|u| !u.is_empty()),
             data_dir: std::env::var(env::DATA_DIR).ok().map(PathBuf::from),
-            max_body: number(env::MAX_BODY, 16 * 1024 * 1024)?,
-            max_async_body: number(env::MAX_ASYNC_BODY, 256 * 1024)?,
-            upstream_timeout: Duration::from_secs(number(env::UPSTREAM_TIMEOUT, 60)?),
+            max_body: number(env::MAX_BODY, 16 * 1024 * 1024, 0)?,
+            max_async_body: number(env::MAX_ASYNC_BODY, 256 * 1024, 0)?,
+            upstream_timeout: Duration::from_secs(number(env::UPSTREAM_TIMEOUT, 60, 1)?),
+            limits: Limits {
+                max_connections: number(env::MAX_CONNECTIONS, defaults.max_connections as u64, 1)?
+                    as usize,
+                header_timeout: Duration::from_secs(number(
+                    env::HEADER_TIMEOUT,
+                    defaults.header_timeout.as_secs(),
+                    1,
+                )?),
+                max_headers: number(env::MAX_HEADERS, defaults.max_headers as u64, 1)? as usize,
+                // hyper's smallest read buffer is 8 KiB; a smaller head limit would not be kept.
+                max_header_bytes: number(
+                    env::MAX_HEADER_BYTES,
+                    defaults.max_header_bytes as u64,
+                    1024,
+                )? as usize,
+            },
         })
     }
 }
 
-fn number(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match std::env::var(name) {
+/// The token in `path`, trimmed; an empty file is an error.
+pub fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::TokenFile {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+        });
+    }
+    Ok(token.to_string())
+}
+
+fn number(name: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
+    let value = match std::env::var(name) {
         Ok(value) => value
             .trim()
             .parse()
-            .map_err(|_| ConfigError::NotANumber { name, value }),
-        Err(_) => Ok(default),
+            .map_err(|_| ConfigError::NotANumber { name, value })?,
+        Err(_) => default,
+    };
+    if value < min {
+        return Err(ConfigError::TooSmall { name, min, value });
     }
+    Ok(value)
 }

@@ -19,9 +19,10 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan, propagate};
+use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 use rfa_wire::route::FunctionKind;
 
-use crate::{ProxyError, SharedState, async_calls, auth};
+use crate::{ProxyError, SharedState, async_calls};
 
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
@@ -36,20 +37,62 @@ pub fn client() -> Client {
         .build(connector)
 }
 
-/// Splits `/<prefix>/<name>[/<rest>]` into the name and the rest (always starting with `/`).
-pub fn split_target(path: &str, prefix: &str) -> Option<(String, String)> {
-    let tail = path.strip_prefix(prefix)?;
+/// Splits `/<prefix>/<name>[/<rest>]` into the name and the rest (always starting with `/`),
+/// both still percent-encoded as the client sent them.
+///
+/// The name must follow the deploy rule (`^[a-z][a-z0-9_]{0,62}$`) as it stands: it is never
+/// decoded, so `%2F`, `%2e` or any other escape in it is refused (400), as are `.`, `..` and
+/// backslashes. The rest must pass [`check_rest`]. Only the name chooses the upstream, so no
+/// path can reach another function.
+pub fn split_target(path: &str, prefix: &str) -> Result<(String, String), ProxyError> {
+    let tail = path
+        .strip_prefix(prefix)
+        .ok_or_else(|| ProxyError::BadRequest(format!("the path must start with {prefix}")))?;
     let (name, rest) = match tail.find('/') {
         Some(i) => (&tail[..i], &tail[i..]),
         None => (tail, "/"),
     };
-    Some((name.to_string(), rest.to_string()))
+    if !is_valid_function_name(name) {
+        return Err(ProxyError::BadRequest(format!(
+            "'{name}' is not a valid function name: {FUNCTION_NAME_RULE}; names are matched as \
+             sent, never percent-decoded"
+        )));
+    }
+    check_rest(rest)?;
+    Ok((name.to_string(), rest.to_string()))
+}
+
+/// Refuses (400) a path that a server or a function could resolve outside the prefix it was
+/// routed by: a `.` or `..` segment, also percent-encoded (`%2e`) or split by an encoded slash
+/// (`%2F`) or a backslash, and any backslash (raw or `%5C`). The gateway does not normalize such
+/// paths: a well-behaved client (browsers, curl, reqwest) never sends them, and forwarding them
+/// would hand the ambiguity to every function.
+pub fn check_rest(rest: &str) -> Result<(), ProxyError> {
+    let lower = rest.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%5c") {
+        return Err(ProxyError::BadRequest(
+            "backslashes (raw or %5C) are not allowed in the path".into(),
+        ));
+    }
+    let decoded = lower.replace("%2e", ".").replace("%2f", "/");
+    if decoded
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(ProxyError::BadRequest(
+            "'.' and '..' path segments (also percent-encoded) are not allowed: send the \
+             normalized path"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `ANY /functions/<name>[/<path>]`.
 pub async fn function(State(state): State<SharedState>, req: Request) -> Response {
-    let Some((name, rest)) = split_target(req.uri().path(), "/functions/") else {
-        return ProxyError::UnknownFunction(String::new()).into_response();
+    let (name, rest) = match split_target(req.uri().path(), "/functions/") {
+        Ok(target) => target,
+        Err(e) => return e.into_response(),
     };
     let span = server_span(&req, Some(&name));
     let (route, upstream) = match state.routes.pick(&name) {
@@ -124,7 +167,7 @@ pub(crate) fn finish(span: &RequestSpan, response: Response) -> Response {
 
 /// `ANY /store/<path>`: the store API, token required.
 pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
-    if let Err(e) = auth::check(req.headers(), &state.config.token) {
+    if let Err(e) = state.token.check(req.headers()) {
         return e.into_response();
     }
     let rest = req
@@ -138,6 +181,9 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
     } else {
         rest
     };
+    if let Err(e) = check_rest(&rest) {
+        return e.into_response();
+    }
     let authority = state
         .config
         .store_url
@@ -347,19 +393,59 @@ mod tests {
 
     #[test]
     fn splits_targets() {
+        let split = |p| split_target(p, "/functions/").unwrap();
+        assert_eq!(split("/functions/a"), ("a".into(), "/".into()));
+        assert_eq!(split("/functions/a/b/c"), ("a".into(), "/b/c".into()));
+        assert_eq!(split("/functions/a/"), ("a".into(), "/".into()));
+        assert_eq!(split("/functions/a/x%2Fy"), ("a".into(), "/x%2Fy".into()));
         assert_eq!(
-            split_target("/functions/a", "/functions/"),
-            Some(("a".into(), "/".into()))
+            split("/functions/a/...x/.y"),
+            ("a".into(), "/...x/.y".into())
         );
-        assert_eq!(
-            split_target("/functions/a/b/c", "/functions/"),
-            Some(("a".into(), "/b/c".into()))
-        );
-        assert_eq!(
-            split_target("/functions/a/", "/functions/"),
-            Some(("a".into(), "/".into()))
-        );
-        assert_eq!(split_target("/other/a", "/functions/"), None);
+        assert!(split_target("/other/a", "/functions/").is_err());
+    }
+
+    #[test]
+    fn refuses_names_that_are_not_names() {
+        for path in [
+            "/functions/",
+            "/functions//a",
+            "/functions/..",
+            "/functions/.",
+            "/functions/a%2Fb",
+            "/functions/a%2fb/x",
+            "/functions/%61",
+            "/functions/a%2e%2e",
+            "/functions/A",
+            "/functions/a\\b",
+            "/functions/a%5Cb",
+            "/functions/a-b",
+        ] {
+            let e = split_target(path, "/functions/").expect_err(path);
+            assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{path}");
+        }
+    }
+
+    #[test]
+    fn refuses_dot_segments_and_backslashes_in_the_rest() {
+        for path in [
+            "/functions/a/..",
+            "/functions/a/../b",
+            "/functions/a/x/../../b",
+            "/functions/a/./x",
+            "/functions/a/%2e%2e/b",
+            "/functions/a/%2E%2E",
+            "/functions/a/.%2e/b",
+            "/functions/a/x%2F..%2Fb",
+            "/functions/a/x%2f%2e%2e",
+            "/functions/a/x\\..\\b",
+            "/functions/a/x%5Cy",
+        ] {
+            let e = split_target(path, "/functions/").expect_err(path);
+            assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST, "{path}");
+        }
+        assert!(check_rest("/tables/t/docs").is_ok());
+        assert!(check_rest("/../metrics").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub use error::ProxyError;
 /// Everything a request handler needs, shared by all requests.
 pub struct AppState {
     pub config: Config,
+    /// The admin token in force (re-read from its file on `SIGHUP`).
+    pub token: auth::Token,
     pub routes: routes::RouteTable,
     pub client: forward::Client,
     pub metrics: metrics::Metrics,
@@ -65,6 +68,7 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
+/// `SIGHUP` makes it re-read the admin token file.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -73,25 +77,46 @@ pub async fn run(
     let routes = routes::RouteTable::load(config.data_dir.as_deref())?;
     let metrics = metrics::Metrics::new()?;
     metrics.set_service_counts(&routes.all());
+    metrics
+        .connections_max
+        .set(config.limits.max_connections as i64);
     let nats = async_calls::Nats::start(config.nats_url.clone());
     let state = Arc::new(AppState {
         client: forward::client(),
+        token: auth::Token::new(&config.token, config.token_file.clone()),
         config,
         routes,
         metrics,
         nats,
     });
-    tracing::info!(addr = %listener.local_addr()?, "rfa-proxy listening");
-    use axum::serve::ListenerExt;
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Small proxied answers must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    reload_token_on_sighup(state.clone())?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections = state.config.limits.max_connections,
+        header_timeout_seconds = state.config.limits.header_timeout.as_secs(),
+        "rfa-proxy listening"
+    );
+    let connections = server::ConnectionMetrics {
+        open: state.metrics.connections.clone(),
+        rejected: state.metrics.connections_rejected.clone(),
+    };
+    let limits = state.config.limits.clone();
+    server::serve(listener, router(state), limits, connections, shutdown).await;
+    Ok(())
+}
+
+/// Re-reads the token file on every `SIGHUP`; a bad file is logged and the old token kept.
+fn reload_token_on_sighup(state: SharedState) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match state.token.reload() {
+                Ok(true) => tracing::info!("admin token replaced from its file"),
+                Ok(false) => tracing::info!("SIGHUP: the admin token is unchanged"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current admin token"),
+            }
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
     Ok(())
 }

@@ -21,7 +21,8 @@ use axum::response::IntoResponse;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use rfa_wire::route::FunctionRoute;
 
@@ -49,6 +50,12 @@ pub struct Metrics {
     service_count: IntGaugeVec,
     async_accepted: IntCounterVec,
     async_rejected: IntCounterVec,
+    /// Client connections open now (`rfa_gateway_connections`).
+    pub connections: IntGauge,
+    /// The cap on open connections (`rfa_gateway_connections_max`).
+    pub connections_max: IntGauge,
+    /// Connections refused with `503` because the cap was reached.
+    pub connections_rejected: IntCounter,
 }
 
 impl Metrics {
@@ -90,6 +97,21 @@ impl Metrics {
             ),
             &["function_name", "code"],
         )?;
+        let connections = IntGauge::new(
+            "rfa_gateway_connections",
+            "Client connections the gateway holds open now",
+        )?;
+        let connections_max = IntGauge::new(
+            "rfa_gateway_connections_max",
+            "Most client connections the gateway holds open at once (--max-connections)",
+        )?;
+        let connections_rejected = IntCounter::new(
+            "rfa_gateway_connections_rejected_total",
+            "Client connections refused with 503 because --max-connections were open",
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_max.clone()))?;
+        registry.register(Box::new(connections_rejected.clone()))?;
         registry.register(Box::new(invocations.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
         registry.register(Box::new(async_accepted.clone()))?;
@@ -102,6 +124,9 @@ impl Metrics {
             service_count,
             async_accepted,
             async_rejected,
+            connections,
+            connections_max,
+            connections_rejected,
         })
     }
 
@@ -278,6 +303,10 @@ mod tests {
             "# TYPE rfa_async_accepted_total counter",
             "# TYPE rfa_async_queued gauge",
             "rfa_async_queued{function_name=\"method2\"} 4",
+            "# TYPE rfa_gateway_connections gauge",
+            "# TYPE rfa_gateway_connections_max gauge",
+            "# TYPE rfa_gateway_connections_rejected_total counter",
+            "rfa_gateway_connections_rejected_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

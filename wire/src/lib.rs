@@ -34,8 +34,10 @@ pub mod env {
     pub const FUNCTION_NAME: &str = "RFAAS_FUNCTION_NAME";
     /// The function's kind: `http`, `async` or `main`.
     pub const FUNCTION_KIND: &str = "RFAAS_FUNCTION_KIND";
-    /// The admin bearer token (proxy only).
+    /// The admin bearer token (proxy only; the CLI passes it as a file, see `TOKEN_FILE`).
     pub const TOKEN: &str = "RFAAS_TOKEN";
+    /// A file holding the admin bearer token (proxy only); re-read on `SIGHUP`.
+    pub const TOKEN_FILE: &str = "RFAAS_TOKEN_FILE";
     /// Where a platform server keeps its data (`/data`).
     pub const DATA_DIR: &str = "RFAAS_DATA_DIR";
     /// The port a server listens on.
@@ -46,6 +48,15 @@ pub mod env {
     pub const MAX_ASYNC_BODY: &str = "RFAAS_MAX_ASYNC_BODY_BYTES";
     /// Upstream timeout of the gateway, in seconds.
     pub const UPSTREAM_TIMEOUT: &str = "RFAAS_UPSTREAM_TIMEOUT_SECONDS";
+    /// Most client connections the gateway holds open at once; more get `503` and are closed.
+    pub const MAX_CONNECTIONS: &str = "RFAAS_MAX_CONNECTIONS";
+    /// Seconds a client has to send a whole request head (also how long an idle keep-alive
+    /// connection is kept).
+    pub const HEADER_TIMEOUT: &str = "RFAAS_HEADER_TIMEOUT_SECONDS";
+    /// Most header fields in one request (more: `431`).
+    pub const MAX_HEADERS: &str = "RFAAS_MAX_HEADERS";
+    /// Largest request head (request line and headers), in bytes (larger: `431`).
+    pub const MAX_HEADER_BYTES: &str = "RFAAS_MAX_HEADER_BYTES";
     /// Most async calls one function replica runs at once (default 8); also the `max_ack_pending`
     /// of the function's shared JetStream consumer.
     pub const MAX_INFLIGHT: &str = "RFAAS_MAX_INFLIGHT";

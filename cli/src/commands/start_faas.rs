@@ -42,6 +42,24 @@ pub struct Args {
     /// Largest async call body the gateway accepts, in bytes (larger: 413).
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_async_body: u64,
+    /// Most client connections the gateway holds open at once; past it a new connection gets
+    /// 503 with Retry-After and is closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a whole request head; it is also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Most header fields in one request (more: 431).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_headers: u32,
+    /// Largest request head (request line and headers) in bytes (larger: 431).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u32,
+    /// Replace the admin token with a new one: the token file gets it, the running gateway
+    /// reloads it without a restart, and the old token is refused from then on.
+    #[arg(long)]
+    pub rotate_token: bool,
 }
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
@@ -80,10 +98,19 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         base_image: args.base_image,
         upstream_timeout: args.upstream_timeout,
         max_async_body: args.max_async_body,
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
     };
 
     let engine = Engine::connect().await?;
-    let token = platform::token(instance, true)?;
+    let (token, replaced) = if args.rotate_token {
+        let (new, old) = platform::rotate_token(instance)?;
+        (new, Some(old))
+    } else {
+        (platform::token(instance, true)?, None)
+    };
     check_port_free(&engine, instance, &settings).await?;
 
     // Images.
@@ -178,6 +205,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         match action {
             None => {}
             Some("started") => {
+                engine.put_files(&spec.name, &spec.files).await?;
                 engine.start(&spec.name).await?;
                 started_now.push(spec.name.clone());
             }
@@ -209,6 +237,16 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         if let Some("started") = action {
             changed.push(format!("started {}", spec.name));
         }
+        if *role == Role::Proxy && action.is_none() {
+            // It kept running: it may hold another token than the file's (a rotation, or a
+            // token file that was lost and made anew).
+            if sync_token(&engine, instance, &spec.name, &token).await? {
+                changed.push(format!(
+                    "gave {} the current admin token (reloaded on SIGHUP, no restart)",
+                    spec.name
+                ));
+            }
+        }
     }
 
     // Function replicas stopped on purpose (`docker stop`, `docker kill`) are left down by their
@@ -236,7 +274,102 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
         println!("rfaas is up: {url}");
     }
+    if let Some(old) = replaced {
+        report_rotation(&url, &token, old.as_deref(), &token_path).await?;
+    }
     println!("admin token: {}", token_path.display());
+    Ok(())
+}
+
+/// What `/system/functions` answers `token` with.
+async fn admin_status(url: &str, token: &str) -> anyhow::Result<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let r = client
+        .get(format!("{url}/system/functions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("the gateway at {url} does not answer"))?;
+    Ok(r.status().as_u16())
+}
+
+/// Makes the running proxy `name` use `token` if it does not already: writes its token file
+/// and sends it SIGHUP, then waits until the gateway accepts the token. Returns whether it had
+/// to.
+async fn sync_token(
+    engine: &Engine,
+    instance: &Instance,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<bool> {
+    let url = platform::gateway_url(engine, instance).await?;
+    if admin_status(&url, token).await? != 401 {
+        return Ok(false);
+    }
+    let fail = |what: String| {
+        anyhow::anyhow!(
+            "{what}. The token file holds the new token; run `proxyCli startFaas{}` again to hand \
+             it to the gateway",
+            platform::instance_flag(instance)
+        )
+    };
+    engine
+        .put_files(name, &[platform::proxy_token_file(token)])
+        .await
+        .map_err(|e| fail(format!("cannot give {name} the admin token: {e:#}")))?;
+    engine
+        .signal(name, "SIGHUP")
+        .await
+        .map_err(|e| fail(format!("cannot tell {name} to reload its token: {e:#}")))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match admin_status(&url, token).await? {
+            401 if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            401 => {
+                return Err(fail(format!(
+                    "{name} still refuses the new admin token 10 s after SIGHUP (see `docker logs {name}`)"
+                )));
+            }
+            _ => return Ok(true),
+        }
+    }
+}
+
+/// Checks and says what `--rotate-token` did: the new token is accepted, the old one refused.
+async fn report_rotation(
+    url: &str,
+    token: &str,
+    old: Option<&str>,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let new_status = admin_status(url, token).await?;
+    if new_status != 200 {
+        bail!("after rotating the admin token the gateway answers {new_status} to the new one");
+    }
+    match old {
+        Some(old) => {
+            let old_status = admin_status(url, old).await?;
+            if old_status != 401 {
+                bail!(
+                    "after rotating the admin token the gateway still answers {old_status} to the \
+                     old one"
+                );
+            }
+            println!(
+                "admin token rotated: {} holds the new one; the gateway accepts it and refuses \
+                 the old one (401). Functions and routes were not touched.",
+                path.display()
+            );
+        }
+        None => println!(
+            "admin token rotated: there was no old token; {} holds the new one",
+            path.display()
+        ),
+    }
     Ok(())
 }
 
