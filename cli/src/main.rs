@@ -3,7 +3,6 @@
 
 mod builder;
 mod commands;
-mod deploy_file;
 mod docker;
 mod functions;
 mod gateway;
@@ -13,6 +12,8 @@ mod paths;
 mod platform;
 mod progress;
 mod shape;
+
+use rfaas_cli::deploy_file;
 
 use clap::{Parser, Subcommand};
 

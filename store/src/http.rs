@@ -369,7 +369,13 @@ fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>
             Problem::new(status, e.body_text())
         }
     })?;
-    match serde_json::from_slice::<Value>(&body) {
+    parse_object(&body)
+}
+
+/// A request body as a JSON object: the data of a `POST`/`PUT`, or the merge patch of a
+/// `PATCH`. Anything else is a 400 problem saying what the body is instead.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Problem::bad_request(format!(
             "the body must be a JSON object, not {}",
