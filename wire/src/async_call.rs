@@ -5,6 +5,10 @@
 //! The message's payload is the request body; its headers are the request's own headers plus
 //! [`ASYNC_METHOD`](crate::headers::ASYNC_METHOD), [`ASYNC_PATH`](crate::headers::ASYNC_PATH),
 //! [`CALL_ID`](crate::headers::CALL_ID) and [`NATS_MSG_ID`](crate::headers::NATS_MSG_ID).
+//! NATS header names are case-sensitive while HTTP's are not, so a request header that spells
+//! one of the queue's own names in another case (`rfa-method: DELETE`) is dropped rather than
+//! queued beside it: otherwise the worker sees both, and which one wins depends on the order of
+//! a hash map.
 
 use std::str::FromStr;
 
@@ -57,7 +61,7 @@ pub fn encode(
         .map_err(|_| EncodeError::CallId(call_id.into()))?;
     let mut out = async_nats::HeaderMap::new();
     for (name, value) in request_headers {
-        if name.as_str() == headers::CALL_ID {
+        if is_queue_header(name.as_str()) || name.as_str() == headers::CALL_ID {
             continue;
         }
         let (Ok(name), Some(value)) = (
@@ -199,6 +203,40 @@ mod tests {
         let request = call.request(()).unwrap();
         assert_eq!(request.method(), Method::PUT);
         assert_eq!(request.uri(), "/items/3?x=1");
+    }
+
+    /// Found by the `async_message` fuzz target: a request header `rfa-method` or `rfa-path`
+    /// was queued beside the gateway's own `Rfa-Method`/`Rfa-Path` (NATS header names are
+    /// case-sensitive), and the worker took whichever its hash map listed last, so a call could
+    /// run with another method or path than the one it was queued with.
+    #[test]
+    fn request_headers_cannot_override_the_queued_method_or_path() {
+        let h = request_headers(&[
+            ("rfa-method", "DELETE"),
+            ("rfa-path", "/admin"),
+            ("nats-msg-id", "other"),
+            ("nats-expected-stream", "X"),
+        ]);
+        let nats = encode(&Method::POST, "/work", "id-7", &h).unwrap();
+        let names: Vec<String> = nats.iter().map(|(n, _)| n.to_string()).collect();
+        for name in [
+            "rfa-method",
+            "rfa-path",
+            "nats-msg-id",
+            "nats-expected-stream",
+        ] {
+            assert!(!names.iter().any(|n| n == name), "{name} queued: {names:?}");
+        }
+        // The hash map's order differs between maps: decode many, every one must agree.
+        for _ in 0..32 {
+            let nats = encode(&Method::POST, "/work", "id-7", &h).unwrap();
+            let call = AsyncCall::decode(Some(&nats));
+            assert_eq!(
+                (call.method.as_str(), call.path.as_str()),
+                ("POST", "/work")
+            );
+            assert_eq!(call.call_id, "id-7");
+        }
     }
 
     #[test]
