@@ -48,6 +48,10 @@ pub struct Entry {
 
 pub const DEFAULT_MEMORY: &str = "128m";
 pub const MAX_REPLICAS: u32 = 16;
+/// Docker's smallest CPU limit. Below it the limit would round to 0 nano-CPUs, which Docker
+/// reads as "no limit".
+pub const MIN_CPUS: f64 = 0.01;
+pub const MAX_CPUS: f64 = 256.0;
 
 /// Variables the platform sets in every function container; a deploy file may not override them.
 const RESERVED_ENV: [&str; 6] = [
@@ -135,8 +139,8 @@ pub fn parse(
         }
         let nano_cpus = match raw.cpus {
             None => None,
-            Some(c) if c > 0.0 && c <= 256.0 => Some((c * 1e9) as i64),
-            Some(c) => bail!("{at}: cpus must be above 0, not {c}"),
+            Some(c) if (MIN_CPUS..=MAX_CPUS).contains(&c) => Some((c * 1e9) as i64),
+            Some(c) => bail!("{at}: cpus must be from {MIN_CPUS} to {MAX_CPUS}, not {c}"),
         };
         let max_inflight = raw.max_inflight.unwrap_or(8);
         if max_inflight == 0 || max_inflight > 1024 {
@@ -287,6 +291,23 @@ mod tests {
             r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","async":false}]}"#;
         let e = parse(text, "d", Path::new("/"), all_async).unwrap_err();
         assert!(format!("{e:#}").contains("conflicts"));
+    }
+
+    /// Found while writing the `deploy_file` fuzz target's invariants: `"cpus": 1e-10` was
+    /// accepted and became a limit of 0 nano-CPUs, which Docker reads as no limit at all.
+    #[test]
+    fn cpus_limits_are_real_limits() {
+        let with = |cpus: &str| {
+            p(&format!(
+                r#"{{"deploy":[{{"name":"a","packageDir":"m","filePath":"m/x.rs","cpus":{cpus}}}]}}"#
+            ))
+        };
+        for tiny in ["1e-10", "0.001", "0", "-1", "257"] {
+            let e = format!("{:#}", with(tiny).unwrap_err());
+            assert!(e.contains("cpus must be from 0.01 to 256"), "{tiny}: {e}");
+        }
+        assert_eq!(with("0.01").unwrap()[0].nano_cpus, Some(10_000_000));
+        assert_eq!(with("0.5").unwrap()[0].nano_cpus, Some(500_000_000));
     }
 
     #[test]
