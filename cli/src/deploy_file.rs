@@ -395,6 +395,23 @@ mod tests {
         assert!(format!("{e:#}").contains("conflicts"));
     }
 
+    /// Found while writing the `deploy_file` fuzz target's invariants: `"cpus": 1e-10` was
+    /// accepted and became a limit of 0 nano-CPUs, which Docker reads as no limit at all.
+    #[test]
+    fn cpus_limits_are_real_limits() {
+        let with = |cpus: &str| {
+            p(&format!(
+                r#"{{"deploy":[{{"name":"a","packageDir":"m","filePath":"m/x.rs","cpus":{cpus}}}]}}"#
+            ))
+        };
+        // 1e-10 would round to 0 nano-CPUs, which Docker reads as "no limit".
+        for bad in ["1e-10", "0.001", "0", "-1", "100000"] {
+            let e = format!("{:#}", with(bad).unwrap_err());
+            assert!(e.contains("is out of range"), "{bad}: {e}");
+        }
+        assert_eq!(with("0.01").unwrap()[0].nano_cpus, 10_000_000);
+    }
+
     #[test]
     fn memory_sizes() {
         assert_eq!(parse_memory("128m"), Some(128 << 20));

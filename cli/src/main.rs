@@ -3,17 +3,17 @@
 
 mod builder;
 mod commands;
-mod deploy_file;
 mod docker;
 mod functions;
 mod gateway;
 mod images;
 mod instance;
-mod limits;
 mod paths;
 mod platform;
 mod progress;
 mod shape;
+
+use rfaas_cli::{deploy_file, limits};
 
 use clap::{Parser, Subcommand};
 

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, Message};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use rfa_wire::async_call::AsyncCall;
 use rfa_wire::{Problem, headers, streams, subjects};
 use tower::ServiceExt;
 use tracing::{Instrument, Span, debug, error, info, warn};
@@ -71,7 +72,7 @@ impl Worker {
     /// Runs the call, delivers its callback, and says how to settle the message.
     async fn run_call(&self, js: &jetstream::Context, message: &Message) -> Settle {
         let _inflight = self.metrics.async_inflight();
-        let call = AsyncCall::from_message(message);
+        let call = decode_call(message);
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         if delivered > MAX_DELIVERIES {
             let reason = format!("delivered {delivered} times without finishing");
@@ -187,13 +188,9 @@ impl Worker {
 
     /// Runs the call through the router: status, headers and the whole body.
     async fn invoke(&self, call: &AsyncCall, payload: Bytes) -> (StatusCode, HeaderMap, Bytes) {
-        let request = Request::builder()
-            .method(call.method.as_str())
-            .uri(call.path.as_str())
-            .body(Body::from(payload));
+        let request = call.request(Body::from(payload));
         let response = match request {
             Ok(mut request) => {
-                *request.headers_mut() = call.headers.clone();
                 // The function's own request span is a child of this call's span.
                 rfa_telemetry::propagate::to_http(
                     &rfa_telemetry::Context::current(),
@@ -247,76 +244,14 @@ impl Process for Worker {
     }
 }
 
-/// An async call as the gateway queued it.
-#[derive(Debug)]
-struct AsyncCall {
-    method: String,
-    path: String,
-    call_id: String,
-    callback_url: Option<String>,
-    /// The original request's headers, without the queue's own.
-    headers: HeaderMap,
-}
-
-impl AsyncCall {
-    fn from_message(message: &Message) -> AsyncCall {
-        let mut call = AsyncCall {
-            method: Method::POST.to_string(),
-            path: "/".to_string(),
-            call_id: String::new(),
-            callback_url: None,
-            headers: HeaderMap::new(),
+/// The queued call read from `message`, named by its stream sequence when it carries no id.
+fn decode_call(message: &Message) -> AsyncCall {
+    let mut call = AsyncCall::decode(message.headers.as_ref());
+    if call.call_id.is_empty() {
+        call.call_id = match message.info() {
+            Ok(info) => format!("seq-{}", info.stream_sequence),
+            Err(_) => "unknown".to_string(),
         };
-        let mut msg_id = None;
-        if let Some(nats_headers) = message.headers.as_ref() {
-            for (name, values) in nats_headers.iter() {
-                let name = name.to_string();
-                let name = name.as_str();
-                let first = values.first().map(|v| v.as_str().to_string());
-                if name.eq_ignore_ascii_case(headers::ASYNC_METHOD) {
-                    call.method = first.unwrap_or(call.method);
-                    continue;
-                }
-                if name.eq_ignore_ascii_case(headers::ASYNC_PATH) {
-                    call.path = first.unwrap_or(call.path);
-                    continue;
-                }
-                if name.eq_ignore_ascii_case(headers::NATS_MSG_ID) {
-                    msg_id = first;
-                    continue;
-                }
-                if name
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
-                    || name.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str())
-                {
-                    continue;
-                }
-                if name.eq_ignore_ascii_case(headers::CALL_ID) {
-                    call.call_id = first.clone().unwrap_or_default();
-                }
-                if name.eq_ignore_ascii_case(headers::CALLBACK_URL) {
-                    call.callback_url = first.clone().filter(|u| !u.trim().is_empty());
-                }
-                let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                    continue;
-                };
-                for value in values {
-                    if let Ok(value) = HeaderValue::from_str(value.as_str()) {
-                        call.headers.append(name.clone(), value);
-                    }
-                }
-            }
-        }
-        if !call.path.starts_with('/') {
-            call.path.insert(0, '/');
-        }
-        if call.call_id.is_empty() {
-            call.call_id = msg_id.unwrap_or_else(|| match message.info() {
-                Ok(info) => format!("seq-{}", info.stream_sequence),
-                Err(_) => "unknown".to_string(),
-            });
-        }
-        call
     }
+    call
 }

@@ -174,20 +174,13 @@ async fn try_enqueue(
     let (_client, js) = state.nats.get()?;
 
     strip_hop_by_hop(&mut http_headers);
-    let mut nats_headers = async_nats::HeaderMap::new();
-    for (key, value) in &http_headers {
-        if let Ok(v) = value.to_str() {
-            nats_headers.append(key.as_str(), v);
-        }
-    }
     let path = match parts.uri.query() {
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_string(),
     };
-    nats_headers.insert(headers::ASYNC_METHOD, parts.method.as_str());
-    nats_headers.insert(headers::ASYNC_PATH, path.as_str());
-    nats_headers.insert(headers::CALL_ID, call_id.as_str());
-    nats_headers.insert(headers::NATS_MSG_ID, call_id.as_str());
+    let mut nats_headers =
+        rfa_wire::async_call::encode(&parts.method, &path, &call_id, &http_headers)
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     rfa_telemetry::propagate::to_nats(span.context(), &mut nats_headers);
 
     let subject = rfa_wire::subjects::async_call(name);

@@ -34,6 +34,11 @@ use crate::id::{ID_RULE, is_valid_id, new_id};
 pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
+/// Deepest nesting of objects and arrays a body may have. serde_json reads at most 128 levels,
+/// a stored document is one level deeper than its data and its event two, and a merge patch
+/// never nests deeper than the document or the patch: so every stored document and event stays
+/// readable, by the store and by the functions.
+pub const MAX_DEPTH: usize = 100;
 
 type Result<T, E = Problem> = std::result::Result<T, E>;
 
@@ -369,7 +374,19 @@ fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>
             Problem::new(status, e.body_text())
         }
     })?;
-    match serde_json::from_slice::<Value>(&body) {
+    parse_object(&body)
+}
+
+/// A request body as a JSON object: the data of a `POST`/`PUT`, or the merge patch of a
+/// `PATCH`. Anything else is a 400 problem saying what the body is instead.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) if depth(&value) > MAX_DEPTH => {
+            Err(Problem::bad_request(format!(
+                "the body is nested more than {MAX_DEPTH} objects or arrays deep; the store \
+                 accepts at most {MAX_DEPTH}"
+            )))
+        }
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Problem::bad_request(format!(
             "the body must be a JSON object, not {}",
@@ -379,6 +396,22 @@ fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>
             "the body is not valid JSON: {e}"
         ))),
     }
+}
+
+/// How many objects and arrays deep `value` is (a scalar is 0), without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -415,4 +448,83 @@ fn internal(e: &dyn std::fmt::Display) -> Problem {
         StatusCode::INTERNAL_SERVER_ERROR,
         "the store failed to handle the request; see its log",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, DbError};
+    use rfa_wire::store::DocEvent;
+
+    /// `{"a":{"a":…1…}}`, `depth` objects deep.
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+    }
+
+    /// Found while writing the `store_body` fuzz target's invariant (an accepted body reads back):
+    /// serde_json refuses input nested deeper than 128, and the stored envelope is one level
+    /// deeper than the body (the event two), so a body 127 levels deep was stored with 201 and
+    /// then every GET, write and listing of its table answered 500.
+    #[test]
+    fn every_accepted_body_reads_back_and_its_event_parses() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let mut accepted = 0;
+        for depth in 1..=130 {
+            let Ok(body) = parse_object(nested(depth).as_bytes()) else {
+                continue;
+            };
+            accepted = depth;
+            db.write("t", "x", Op::Put(&body), None, "now", None)?;
+            let stored = db.get("t", "x")?.map(|e| e.data);
+            assert_eq!(stored.as_ref(), Some(&body), "depth {depth}");
+            assert_eq!(db.list("t", None, 10)?.docs.len(), 1, "depth {depth}");
+            for entry in db.outbox_batch(u64::MAX, 10)? {
+                serde_json::from_slice::<DocEvent>(&entry.payload)?;
+                db.outbox_remove(entry.seq)?;
+            }
+        }
+        assert_eq!(accepted, MAX_DEPTH);
+        Ok(())
+    }
+
+    /// Found by the `store_patch` fuzz target: without serde_json's exact float parsing, a
+    /// number such as 1 followed by 127 zeros was read as a neighbouring double, written back in
+    /// its shortest form and read as another one: a document's number changed between the write
+    /// and the next read (and again on every PATCH).
+    #[test]
+    fn numbers_read_back_exactly() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let numbers = [
+            format!("1{}", "0".repeat(127)),
+            "1e127".to_string(),
+            "0.1".to_string(),
+            "2.2250738585072014e-308".to_string(),
+            "9007199254740993".to_string(),
+            "1.7976931348623157e308".to_string(),
+            "123456789.123456789e-30".to_string(),
+        ];
+        for n in numbers {
+            let body = parse_object(format!(r#"{{"n":{n}}}"#).as_bytes()).unwrap();
+            db.write("t", "x", Op::Put(&body), None, "now", None)?;
+            let stored = db.get("t", "x")?.map(|e| e.data);
+            assert_eq!(stored.as_ref(), Some(&body), "{n}");
+            db.write("t", "x", Op::Patch(&Map::new()), None, "now", None)?;
+            let patched = db.get("t", "x")?.map(|e| e.data);
+            assert_eq!(patched.as_ref(), Some(&body), "{n} after PATCH");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn too_deep_bodies_are_a_400_saying_so() {
+        let problem = parse_object(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err();
+        assert_eq!(problem.status, 400);
+        assert!(problem.detail.contains("nested"), "{}", problem.detail);
+        assert!(problem.detail.contains(&MAX_DEPTH.to_string()));
+        let deep_array = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(parse_object(deep_array.as_bytes()).unwrap_err().status, 400);
+        assert!(parse_object(nested(MAX_DEPTH).as_bytes()).is_ok());
+    }
 }

@@ -123,4 +123,6 @@ pub const HOP_BY_HOP: [&str; 8] = [
 ];
 
 #[cfg(feature = "nats")]
+pub mod async_call;
+#[cfg(feature = "nats")]
 pub mod streams;
