@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target for a while: fuzz/run.sh TARGET SECONDS [libFuzzer options...]
 #
-# Targets: deploy_file, store_body, store_patch, async_message (see docs/reliability/fuzzing.md).
+# Targets: deploy_file, store_body, store_patch, async_message (see docs/RELIABILITY.md, "Fuzzing").
 # Exits non-zero when the target crashes; the input is then in fuzz/artifacts/TARGET/, and
 # `fuzz/run.sh TARGET 0 fuzz/artifacts/TARGET/crash-…` replays it.
 #

@@ -11,7 +11,7 @@
 //!   exactly one event per committed write on JetStream, and handled by the subscriber;
 //! - after recovery every kind of request is served again.
 //!
-//! Each case prints its figures (`faults[<case>]: …`), the numbers in docs/reliability/faults.md.
+//! Each case prints its figures (`faults[<case>]: …`), the numbers in docs/RELIABILITY.md ("Faults").
 //! Faults covered elsewhere (not repeated here): `kill -9` of the store's process during 1000
 //! writes (store.rs), a subscriber down while written to (store.rs), workers dying and NATS
 //! stopped (async_calls.rs), dead platform processes restarted by their policy and startFaas
