@@ -289,6 +289,66 @@ fn build_router(user: Router, metrics: Metrics) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler).with_state(metrics))
         .fallback_service(user)
+        .layer(axum::middleware::from_fn(check_target))
+}
+
+/// Refuses a call the gateway meant for another function (`rfa-target` names it): `421` with
+/// `rfa-target` naming this one. Happens when a container died and Docker gave its address to a
+/// container of another function before the gateway's name lookup caught up.
+async fn check_target(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let me = NAME.get_or_init(|| {
+        std::env::var(rfa_wire::env::FUNCTION_NAME)
+            .ok()
+            .filter(|n| !n.is_empty())
+    });
+    let wanted = req
+        .headers()
+        .get(rfa_wire::headers::TARGET)
+        .and_then(|v| v.to_str().ok());
+    match misdirected(me.as_deref(), wanted) {
+        Some(refusal) => {
+            warn!(function = ?me, wanted, "refused a call meant for another function");
+            refusal
+        }
+        None => next.run(req).await,
+    }
+}
+
+/// The `421` for a call meant for `wanted` arriving at function `me`; `None` when it may run (the
+/// names match, or either is unknown: a function run by hand, a caller other than the gateway).
+fn misdirected(me: Option<&str>, wanted: Option<&str>) -> Option<Response> {
+    let (me, wanted) = (me?, wanted?);
+    if me == wanted {
+        return None;
+    }
+    let mut response = Problem::new(
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        format!("this is function '{me}', not '{wanted}'"),
+    )
+    .into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(me) {
+        response.headers_mut().insert(rfa_wire::headers::TARGET, v);
+    }
+    Some(response)
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::misdirected;
+
+    #[test]
+    fn a_call_meant_for_another_function_is_a_421_naming_this_one() {
+        let refusal = misdirected(Some("database_events"), Some("echo")).unwrap();
+        assert_eq!(refusal.status().as_u16(), 421);
+        assert_eq!(
+            refusal.headers()[rfa_wire::headers::TARGET],
+            "database_events"
+        );
+        assert!(misdirected(Some("echo"), Some("echo")).is_none());
+        assert!(misdirected(None, Some("echo")).is_none());
+        assert!(misdirected(Some("echo"), None).is_none());
+    }
 }
 
 /// The answer to a request whose handler panicked.

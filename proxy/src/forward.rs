@@ -113,6 +113,11 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     }
     state.metrics.started(&name);
     let started = Instant::now();
+    let mut req = req;
+    match HeaderValue::from_str(&name) {
+        Ok(v) => req.headers_mut().insert(rfa_wire::headers::TARGET, v),
+        Err(_) => req.headers_mut().remove(rfa_wire::headers::TARGET),
+    };
     let result = proxy(
         &state,
         &upstream,
@@ -122,7 +127,8 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         &name,
         &span,
     )
-    .await;
+    .await
+    .and_then(|response| misdirected(response, &name));
     let response = match result {
         Ok(response) => response,
         Err(e) => {
@@ -135,6 +141,25 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         .metrics
         .invocation(&name, response.status().as_u16(), Some(started.elapsed()));
     finish(&span, response)
+}
+
+/// A `421` naming another function in `rfa-target` means the upstream's address now belongs to a
+/// container of that function (the replica died and Docker reused its address): the call did not
+/// run, and the client gets a `502` like for any replica that cannot be reached.
+fn misdirected(response: Response, name: &str) -> Result<Response, ProxyError> {
+    if response.status() != axum::http::StatusCode::MISDIRECTED_REQUEST {
+        return Ok(response);
+    }
+    match response.headers().get(rfa_wire::headers::TARGET) {
+        Some(other) => Err(ProxyError::Upstream {
+            name: name.to_string(),
+            reason: format!(
+                "its address now belongs to function '{}' (the replica was replaced); the call did not run",
+                other.to_str().unwrap_or("?")
+            ),
+        }),
+        None => Ok(response),
+    }
 }
 
 /// The gateway's span for one request, continuing the caller's trace when it sent a
@@ -190,6 +215,8 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
+    let mut req = req;
+    req.headers_mut().remove(rfa_wire::headers::TARGET);
     let span = server_span(&req, None);
     let result = proxy(
         &state,
@@ -390,6 +417,31 @@ impl HttpBody for LimitedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_421_from_another_function_is_a_502_and_other_answers_pass() {
+        let answer = |status: u16, target: Option<&str>| {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+            if let Some(t) = target {
+                r.headers_mut()
+                    .insert(rfa_wire::headers::TARGET, HeaderValue::from_str(t).unwrap());
+            }
+            r
+        };
+        let e = misdirected(answer(421, Some("database_events")), "echo").unwrap_err();
+        assert_eq!(e.status().as_u16(), 502);
+        assert!(e.to_string().contains("'database_events'"), "{e}");
+        // A function's own 421 (no rfa-target) and every other answer go to the client.
+        assert_eq!(
+            misdirected(answer(421, None), "echo").unwrap().status(),
+            421
+        );
+        assert_eq!(
+            misdirected(answer(200, None), "echo").unwrap().status(),
+            200
+        );
+    }
 
     #[test]
     fn splits_targets() {

@@ -36,11 +36,13 @@ impl std::fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Whether `name` is one of the queue's own headers (`Rfa-Method`, `Rfa-Path`, `Nats-*`),
-/// compared without case. Such request headers are not queued and not passed to the function.
+/// Whether `name` is one of the queue's own headers (`Rfa-Method`, `Rfa-Path`, `Nats-*`) or the
+/// gateway's `rfa-target`, compared without case. Such request headers are not queued and not
+/// passed to the function.
 pub fn is_queue_header(name: &str) -> bool {
     name.eq_ignore_ascii_case(headers::ASYNC_METHOD)
         || name.eq_ignore_ascii_case(headers::ASYNC_PATH)
+        || name.eq_ignore_ascii_case(headers::TARGET)
         || name
             .get(..5)
             .is_some_and(|p| p.eq_ignore_ascii_case("nats-"))
@@ -216,6 +218,7 @@ mod tests {
             ("rfa-path", "/admin"),
             ("nats-msg-id", "other"),
             ("nats-expected-stream", "X"),
+            ("rfa-target", "other_function"),
         ]);
         let nats = encode(&Method::POST, "/work", "id-7", &h).unwrap();
         let names: Vec<String> = nats.iter().map(|(n, _)| n.to_string()).collect();
@@ -224,6 +227,7 @@ mod tests {
             "rfa-path",
             "nats-msg-id",
             "nats-expected-stream",
+            "rfa-target",
         ] {
             assert!(!names.iter().any(|n| n == name), "{name} queued: {names:?}");
         }

@@ -77,6 +77,10 @@ pub mod headers {
     pub const ASYNC_PATH: &str = "Rfa-Path";
     /// On a dead-lettered message: why it was given up.
     pub const DEAD_REASON: &str = "Rfa-Dead-Reason";
+    /// Set by the gateway on every call it forwards to a function: the function's name. A replica
+    /// of another function (an address Docker gave to a new container after the old one died)
+    /// answers `421` with this header naming itself, so a call never runs in the wrong function.
+    pub const TARGET: &str = "rfa-target";
 }
 
 /// NATS subjects and JetStream streams.
