@@ -61,10 +61,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!((1..=MAX_REPLICAS).contains(&e.replicas), "{e:?}");
                     assert!(e.memory_bytes >= 6 << 20, "memory below Docker's 6m: {e:?}");
                     assert!((1..=1024).contains(&e.max_inflight), "{e:?}");
-                    if let Some(n) = e.nano_cpus {
-                        // Docker reads NanoCpus 0 as "no limit".
-                        assert!(n > 0, "cpus accepted but the limit is {n} nano-CPUs: {e:?}");
-                    }
+                    // Docker reads NanoCpus 0 as "no limit".
+                    assert!(e.nano_cpus > 0, "the CPU limit is {} nano-CPUs: {e:?}", e.nano_cpus);
+                    assert!((16..=32768).contains(&e.pids), "{e:?}");
                     assert!(e.package_dir.is_absolute() && e.file_path.is_absolute());
                     for key in e.env.keys() {
                         assert!(
