@@ -24,6 +24,11 @@
 //! Seqs come from `meta/next-seq` inside the transaction, and sled runs transactions one at a
 //! time (a global lock), so seq order is commit order: once seq `n` is on disk, so is every
 //! seq below `n`. The group-commit flusher and the publisher rely on that.
+//!
+//! A transaction may hold many writes ([`Db::write_batch`]): the store's single writer
+//! ([`crate::writer`]) commits every write that is waiting in one, which is what makes a write
+//! cheap (sled's fixed cost per transaction is several times that of the inserts in it). The
+//! writes of a batch are applied in order and each one sees the ones before it.
 
 use std::path::Path;
 
@@ -50,7 +55,7 @@ pub enum DbError {
     /// `If-Match` does not match the document's current version.
     #[error("If-Match does not match the current version")]
     PreconditionFailed,
-    /// A generated id is already taken (a client PUT an id from the future); try another.
+    /// Every generated id tried was already taken (a client PUT ids from the future).
     #[error("id already exists")]
     IdTaken,
     /// The document's event would be larger than the configured limit.
@@ -65,6 +70,9 @@ pub enum DbError {
     /// A record could not be serialized.
     #[error("cannot serialize a record: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The store is shutting down and takes no more writes; nothing was written.
+    #[error("the store is shutting down")]
+    ShuttingDown,
     /// The write committed but could not be made durable: its outcome is unknown.
     #[error("the write is not known to be on disk: {0}")]
     NotDurable(#[from] crate::flush::FlushError),
@@ -77,11 +85,6 @@ impl From<TransactionError<DbError>> for DbError {
             TransactionError::Storage(e) => DbError::Storage(e),
         }
     }
-}
-
-/// Turns a domain error into a transaction abort.
-fn abort<T>(e: DbError) -> Result<T, ConflictableTransactionError<DbError>> {
-    Err(ConflictableTransactionError::Abort(e))
 }
 
 /// The `If-Match` condition of a write.
@@ -123,7 +126,7 @@ impl IfMatch {
 /// One write.
 #[derive(Debug, Clone, Copy)]
 pub enum Op<'a> {
-    /// POST: a new document with a fresh id.
+    /// POST: a new document with a fresh id (see [`Write::id`]).
     Create(&'a Map<String, Value>),
     /// PUT: replace the data, creating the document if needed.
     Put(&'a Map<String, Value>),
@@ -132,6 +135,24 @@ pub enum Op<'a> {
     /// DELETE an existing document.
     Delete,
 }
+
+/// One write of a batch ([`Db::write_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub table: &'a str,
+    /// The document; for [`Op::Create`], the id to try first (another fresh one is taken when
+    /// it is already used).
+    pub id: &'a str,
+    pub op: Op<'a>,
+    pub if_match: Option<&'a IfMatch>,
+    /// The write's RFC 3339 time.
+    pub now: &'a str,
+    /// The W3C `traceparent` of the request, kept with the event.
+    pub traceparent: Option<&'a str>,
+}
+
+/// How many ids a create tries before giving up with [`DbError::IdTaken`].
+const CREATE_ATTEMPTS: usize = 3;
 
 /// What a committed write did.
 #[derive(Debug, Clone)]
@@ -198,8 +219,8 @@ fn outbox_entry(seq: u64, value: IVec) -> OutboxEntry {
     }
 }
 
-/// The store's sled database.
-#[derive(Debug)]
+/// The store's sled database. A clone is another handle to the same database.
+#[derive(Debug, Clone)]
 pub struct Db {
     db: sled::Db,
     docs: sled::Tree,
@@ -310,7 +331,7 @@ impl Db {
     /// Applies one write to document `table`/`id`, recording its event in the outbox, all in
     /// one transaction. `now` is the write's RFC 3339 time; `traceparent`, when given, is kept
     /// with the event so that its publication continues the write's trace. Nothing is written
-    /// on error.
+    /// on error. A batch of one: see [`Db::write_batch`].
     pub fn write(
         &self,
         table: &str,
@@ -320,119 +341,192 @@ impl Db {
         now: &str,
         traceparent: Option<&str>,
     ) -> Result<Committed, DbError> {
-        let key = doc_key(table, id);
-        let count_key = [COUNT_PREFIX, table.as_bytes()].concat();
-        let result = (&self.docs, &self.outbox, &self.meta).transaction(|(docs, outbox, meta)| {
-            let current = match docs.get(&key)? {
-                Some(v) => match parse_envelope(&v) {
-                    Ok(env) => Some(env),
-                    Err(e) => return abort(e),
-                },
-                None => None,
-            };
+        let write = Write {
+            table,
+            id,
+            op,
+            if_match,
+            now,
+            traceparent,
+        };
+        let mut results = self.write_batch(&[write])?;
+        results.pop().unwrap_or(Err(DbError::Corrupt {
+            tree: "docs",
+            detail: "a batch of one write gave no result".into(),
+        }))
+    }
 
-            let (kind, envelope) = match (op, current) {
-                (Op::Create(_), Some(_)) => return abort(DbError::IdTaken),
-                (Op::Patch(_) | Op::Delete, None) => return abort(DbError::NotFound),
-                (Op::Put(_), None) if if_match.is_some() => {
-                    return abort(DbError::PreconditionFailed);
+    /// Applies `writes` in order, in one transaction: each sees the ones before it, each gets
+    /// its own result, and a write that is refused (404, 412, too large, …) writes nothing and
+    /// does not affect the others. The outer error means that the whole batch was rolled back
+    /// (sled failed, or the seq counter is corrupt): nothing of it was written.
+    ///
+    /// One transaction for many writes is what makes writes cheap: sled's per-transaction work
+    /// (its global write lock, the overlay, the commit) dominates a small write, so the single
+    /// writer ([`crate::writer`]) hands it every write that is waiting.
+    pub fn write_batch(
+        &self,
+        writes: &[Write<'_>],
+    ) -> Result<Vec<Result<Committed, DbError>>, DbError> {
+        let result = (&self.docs, &self.outbox, &self.meta).transaction(|(docs, outbox, meta)| {
+            let first = tx_u64(meta, NEXT_SEQ)?.unwrap_or(1);
+            let mut next = first;
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
+                let result = self.apply(docs, outbox, meta, write, next)?;
+                if let Ok(committed) = &result {
+                    next = committed.seq + 1;
                 }
-                (_, Some(cur)) if if_match.is_some_and(|m| !m.matches(cur.version)) => {
-                    return abort(DbError::PreconditionFailed);
+                results.push(result);
+            }
+            if next != first {
+                meta.insert(NEXT_SEQ, &next.to_be_bytes())?;
+            }
+            Ok(results)
+        });
+        Ok(result?)
+    }
+
+    /// One write of a batch, inside its transaction, as seq `seq`. The inner error refuses this
+    /// write alone: every check comes before the first insert, so a refused write leaves
+    /// nothing behind. The outer error aborts the whole transaction.
+    fn apply(
+        &self,
+        docs: &TransactionalTree,
+        outbox: &TransactionalTree,
+        meta: &TransactionalTree,
+        write: &Write<'_>,
+        seq: u64,
+    ) -> Result<Result<Committed, DbError>, ConflictableTransactionError<DbError>> {
+        let Write {
+            table,
+            op,
+            if_match,
+            now,
+            traceparent,
+            ..
+        } = *write;
+        let mut id = write.id.to_string();
+        let mut key = doc_key(table, &id);
+        let mut current = docs.get(&key)?;
+        // A generated id is taken only if a client PUT that very id: take another one.
+        if let Op::Create(_) = op {
+            for _ in 0..CREATE_ATTEMPTS {
+                if current.is_none() {
+                    break;
                 }
-                (Op::Create(data) | Op::Put(data), None) => (
-                    EventKind::NewDoc,
-                    Envelope {
-                        id: id.to_string(),
-                        table: table.to_string(),
-                        version: 1,
-                        created_at: now.to_string(),
-                        updated_at: now.to_string(),
-                        data: data.clone(),
-                    },
-                ),
-                (Op::Put(data), Some(cur)) => (
+                id = crate::id::new_id();
+                key = doc_key(table, &id);
+                current = docs.get(&key)?;
+            }
+        }
+        let current = match current.map(|v| parse_envelope(&v)).transpose() {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(e)),
+        };
+
+        let (kind, envelope) = match (op, current) {
+            (Op::Create(_), Some(_)) => return Ok(Err(DbError::IdTaken)),
+            (Op::Patch(_) | Op::Delete, None) => return Ok(Err(DbError::NotFound)),
+            (Op::Put(_), None) if if_match.is_some() => {
+                return Ok(Err(DbError::PreconditionFailed));
+            }
+            (_, Some(cur)) if if_match.is_some_and(|m| !m.matches(cur.version)) => {
+                return Ok(Err(DbError::PreconditionFailed));
+            }
+            (Op::Create(data) | Op::Put(data), None) => (
+                EventKind::NewDoc,
+                Envelope {
+                    id: id.clone(),
+                    table: table.to_string(),
+                    version: 1,
+                    created_at: now.to_string(),
+                    updated_at: now.to_string(),
+                    data: data.clone(),
+                },
+            ),
+            (Op::Put(data), Some(cur)) => (
+                EventKind::UpdatedDoc,
+                Envelope {
+                    version: cur.version + 1,
+                    updated_at: now.to_string(),
+                    data: data.clone(),
+                    ..cur
+                },
+            ),
+            (Op::Patch(patch), Some(cur)) => {
+                let data = merge_objects(cur.data, patch);
+                (
                     EventKind::UpdatedDoc,
                     Envelope {
                         version: cur.version + 1,
                         updated_at: now.to_string(),
-                        data: data.clone(),
-                        ..cur
+                        data,
+                        id: cur.id,
+                        table: cur.table,
+                        created_at: cur.created_at,
                     },
-                ),
-                (Op::Patch(patch), Some(cur)) => {
-                    let data = merge_objects(cur.data, patch);
-                    (
-                        EventKind::UpdatedDoc,
-                        Envelope {
-                            version: cur.version + 1,
-                            updated_at: now.to_string(),
-                            data,
-                            id: cur.id,
-                            table: cur.table,
-                            created_at: cur.created_at,
-                        },
-                    )
-                }
-                (Op::Delete, Some(cur)) => (EventKind::DeletedDoc, cur),
-            };
-
-            let seq = tx_u64(meta, NEXT_SEQ)?.unwrap_or(1);
-            meta.insert(NEXT_SEQ, &(seq + 1).to_be_bytes())?;
-
-            let event = DocEvent {
-                event: kind,
-                table: table.to_string(),
-                id: id.to_string(),
-                seq,
-                at: now.to_string(),
-                doc: envelope,
-            };
-            let payload = match serde_json::to_vec(&event) {
-                Ok(p) => p,
-                Err(e) => return abort(e.into()),
-            };
-            if payload.len() > self.max_event_bytes {
-                return abort(DbError::TooLarge {
-                    size: payload.len(),
-                    limit: self.max_event_bytes,
-                });
+                )
             }
-            outbox.insert(&seq.to_be_bytes(), outbox_value(&payload, traceparent))?;
+            (Op::Delete, Some(cur)) => (EventKind::DeletedDoc, cur),
+        };
 
-            let count = tx_u64(meta, &count_key)?.unwrap_or(0);
-            match kind {
-                EventKind::NewDoc => {
-                    let doc = match serde_json::to_vec(&event.doc) {
-                        Ok(d) => d,
-                        Err(e) => return abort(e.into()),
-                    };
-                    docs.insert(key.as_slice(), doc)?;
-                    meta.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
-                }
-                EventKind::UpdatedDoc => {
-                    let doc = match serde_json::to_vec(&event.doc) {
-                        Ok(d) => d,
-                        Err(e) => return abort(e.into()),
-                    };
-                    docs.insert(key.as_slice(), doc)?;
-                }
-                EventKind::DeletedDoc => {
-                    docs.remove(key.as_slice())?;
-                    if count <= 1 {
-                        meta.remove(count_key.as_slice())?;
-                    } else {
-                        meta.insert(count_key.as_slice(), &(count - 1).to_be_bytes())?;
-                    }
+        let event = DocEvent {
+            event: kind,
+            table: table.to_string(),
+            id,
+            seq,
+            at: now.to_string(),
+            doc: envelope,
+        };
+        let payload = match serde_json::to_vec(&event) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        if payload.len() > self.max_event_bytes {
+            return Ok(Err(DbError::TooLarge {
+                size: payload.len(),
+                limit: self.max_event_bytes,
+            }));
+        }
+        let doc = match kind {
+            EventKind::DeletedDoc => None,
+            _ => match serde_json::to_vec(&event.doc) {
+                Ok(d) => Some(d),
+                Err(e) => return Ok(Err(e.into())),
+            },
+        };
+        let count_key = [COUNT_PREFIX, table.as_bytes()].concat();
+        let count = match tx_u64(meta, &count_key) {
+            Ok(count) => count.unwrap_or(0),
+            Err(ConflictableTransactionError::Abort(e)) => return Ok(Err(e)),
+            Err(e) => return Err(e),
+        };
+
+        // Every check passed: from here on, the write happens.
+        outbox.insert(&seq.to_be_bytes(), outbox_value(&payload, traceparent))?;
+        match (kind, doc) {
+            (EventKind::NewDoc, Some(doc)) => {
+                docs.insert(key.as_slice(), doc)?;
+                meta.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
+            }
+            (EventKind::UpdatedDoc, Some(doc)) => {
+                docs.insert(key.as_slice(), doc)?;
+            }
+            _ => {
+                docs.remove(key.as_slice())?;
+                if count <= 1 {
+                    meta.remove(count_key.as_slice())?;
+                } else {
+                    meta.insert(count_key.as_slice(), &(count - 1).to_be_bytes())?;
                 }
             }
-            Ok(Committed {
-                envelope: event.doc,
-                kind,
-                seq,
-            })
-        });
-        Ok(result?)
+        }
+        Ok(Ok(Committed {
+            envelope: event.doc,
+            kind,
+            seq,
+        }))
     }
 
     /// Up to `max` outbox entries with seq at most `upto`, oldest first.
@@ -605,6 +699,63 @@ mod tests {
         assert!(db.tables()?.is_empty());
         assert_eq!(db.outbox_batch(u64::MAX, 10)?.len(), 3);
         assert_eq!(db.outbox_batch(2, 10)?.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_refuses_writes_one_by_one() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let doc = data(serde_json::json!({"x": 1}));
+        let patch = data(serde_json::json!({"y": 2}));
+        let stale = IfMatch::parse("\"7\"");
+        let w = |id, op, if_match| Write {
+            table: "t",
+            id,
+            op,
+            if_match,
+            now: "now",
+            traceparent: None,
+        };
+        let results = db.write_batch(&[
+            w("a", Op::Create(&doc), None),
+            // sees the create before it
+            w("a", Op::Patch(&patch), None),
+            // refused: wrong version, and no such document
+            w("a", Op::Patch(&patch), Some(&stale)),
+            w("missing", Op::Delete, None),
+            w("b", Op::Put(&doc), None),
+        ])?;
+        let seqs: Vec<Option<u64>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|c| c.seq))
+            .collect();
+        assert_eq!(seqs, [Some(1), Some(2), None, None, Some(3)]);
+        assert!(matches!(results[2], Err(DbError::PreconditionFailed)));
+        assert!(matches!(results[3], Err(DbError::NotFound)));
+        let a = db.get("t", "a")?.map(|e| (e.version, e.data));
+        let mut both = doc.clone();
+        both.extend(patch.clone());
+        assert_eq!(a, Some((2, both)));
+        // one outbox entry per write that happened, and the seq counter went on from there
+        assert_eq!(db.outbox_batch(u64::MAX, 10)?.len(), 3);
+        assert_eq!(db.last_seq()?, 3);
+        assert_eq!(db.tables()?[0].count, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_create_whose_id_is_taken_gets_another() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let doc = data(serde_json::json!({"x": 1}));
+        let taken = crate::id::new_id();
+        db.write("t", &taken, Op::Put(&doc), None, "now", None)?;
+        let created = db.write("t", &taken, Op::Create(&doc), None, "now", None)?;
+        assert_ne!(created.envelope.id, taken);
+        assert_eq!(created.kind, EventKind::NewDoc);
+        assert!(db.get("t", &created.envelope.id)?.is_some());
+        assert_eq!(db.get("t", &taken)?.map(|e| e.version), Some(1));
         Ok(())
     }
 }

@@ -27,8 +27,9 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::Shared;
-use crate::db::{DbError, IfMatch, Op};
+use crate::db::{DbError, IfMatch};
 use crate::id::{ID_RULE, is_valid_id, new_id};
+use crate::writer::Change;
 
 /// Default page size of `GET /tables/<t>/docs`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -232,22 +233,16 @@ async fn create_doc(
 ) -> Result<Response> {
     let table = table_name(table.map(|Path(t)| t))?;
     let data = json_object(body)?;
-    // A generated id is taken only if a client PUT that very id; then take the next one.
-    for _ in 0..3 {
-        let id = new_id();
-        match shared.write(&table, &id, Op::Create(&data), None).await {
-            Err(DbError::IdTaken) => continue,
-            result => {
-                let committed = result.map_err(|e| write_problem(e, &table, &id))?;
-                return Ok(envelope_response(
-                    StatusCode::CREATED,
-                    &committed.envelope,
-                    true,
-                ));
-            }
-        }
-    }
-    Err(internal(&"could not find a free document id"))
+    let id = new_id();
+    let committed = shared
+        .write(&table, &id, Change::Create(data), None)
+        .await
+        .map_err(|e| write_problem(e, &table, &id))?;
+    Ok(envelope_response(
+        StatusCode::CREATED,
+        &committed.envelope,
+        true,
+    ))
 }
 
 async fn put_doc(
@@ -260,7 +255,7 @@ async fn put_doc(
     let if_match = if_match(&headers)?;
     let data = json_object(body)?;
     let committed = shared
-        .write(&table, &id, Op::Put(&data), if_match.as_ref())
+        .write(&table, &id, Change::Put(data), if_match)
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
     Ok(match committed.kind {
@@ -279,7 +274,7 @@ async fn patch_doc(
     let if_match = if_match(&headers)?;
     let patch = json_object(body)?;
     let committed = shared
-        .write(&table, &id, Op::Patch(&patch), if_match.as_ref())
+        .write(&table, &id, Change::Patch(patch), if_match)
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
     Ok(envelope_response(
@@ -297,7 +292,7 @@ async fn delete_doc(
     let (table, id) = doc_path(path, false)?;
     let if_match = if_match(&headers)?;
     shared
-        .write(&table, &id, Op::Delete, if_match.as_ref())
+        .write(&table, &id, Change::Delete, if_match)
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -437,6 +432,10 @@ fn write_problem(e: DbError, table: &str, id: &str) -> Problem {
             format!("If-Match does not match the current version of document {id:?}"),
         ),
         e @ DbError::TooLarge { .. } => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        e @ DbError::ShuttingDown => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}; retry shortly"),
+        ),
         e => internal(&e),
     }
 }
@@ -453,7 +452,7 @@ fn internal(e: &dyn std::fmt::Display) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Db, DbError};
+    use crate::db::{Db, DbError, Op};
     use rfa_wire::store::DocEvent;
 
     /// `{"a":{"a":…1…}}`, `depth` objects deep.

@@ -6,7 +6,10 @@
 //!
 //! ```text
 //!  HTTP ──▶ http (axum routes, validation, problem+json)
-//!             │ one sled transaction per write: document + count + outbox entry + seq
+//!             │ a write request (owned) over a channel
+//!             ▼
+//!           writer (one thread: every waiting write in one sled transaction)
+//!             │ per write: document + count + outbox entry + seq
 //!             ▼
 //!           db (sled trees: docs, outbox, meta)
 //!             │ wait until the commit is on disk (shared flush)
@@ -22,6 +25,8 @@
 //! * [`db`]: each create/update/delete changes the document, its table's count, the store-wide
 //!   seq and an outbox entry (the [`DocEvent`](rfa_wire::store::DocEvent)) in one multi-tree
 //!   transaction, so a write and its event exist together or not at all.
+//! * [`writer`]: the one thread that applies writes, as many as are waiting per transaction
+//!   (group commit at the transaction level; sled's cost is per transaction).
 //! * [`flush`]: a `2xx` is sent only once the write is on disk. Concurrent writers share
 //!   flushes (group commit).
 //! * [`publisher`]: publishes durable outbox entries in seq order to
@@ -40,6 +45,7 @@ pub mod id;
 pub mod merge;
 pub mod metrics;
 pub mod publisher;
+pub mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -48,9 +54,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::db::{Committed, Db, DbError, IfMatch, Op};
+use crate::db::{Committed, Db, DbError, IfMatch};
 use crate::flush::GroupCommit;
 use crate::metrics::Metrics;
+use crate::writer::{Change, Request, Writer};
 
 /// How a store runs.
 #[derive(Debug, Clone)]
@@ -99,6 +106,8 @@ pub enum Error {
     Open { path: PathBuf, source: DbError },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot start the writer thread: {0}")]
+    Writer(std::io::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error("the final flush failed: {0}")]
@@ -111,24 +120,30 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) db: Db,
+    pub(crate) writer: Writer,
     pub(crate) commit: GroupCommit,
     pub(crate) metrics: Metrics,
 }
 
 impl Shared {
-    /// One write, answered once it is on disk.
+    /// One write, answered once it is on disk. For a [`Change::Create`], `id` is the id to try
+    /// first: the committed envelope has the one it got.
     pub(crate) async fn write(
         &self,
         table: &str,
         id: &str,
-        op: Op<'_>,
-        if_match: Option<&IfMatch>,
+        change: Change,
+        if_match: Option<IfMatch>,
     ) -> Result<Committed, DbError> {
-        let now = rfa_wire::time::now();
-        let traceparent = rfa_telemetry::propagate::traceparent(&rfa_telemetry::Context::current());
-        let committed = self
-            .db
-            .write(table, id, op, if_match, &now, traceparent.as_deref())?;
+        let request = Request {
+            table: table.to_string(),
+            id: id.to_string(),
+            change,
+            if_match,
+            now: rfa_wire::time::now(),
+            traceparent: rfa_telemetry::propagate::traceparent(&rfa_telemetry::Context::current()),
+        };
+        let committed = self.writer.write(request).await?;
         self.metrics.outbox_pending.inc();
         self.metrics
             .writes
@@ -167,8 +182,10 @@ pub async fn run(
         outbox = pending,
         "database open"
     );
+    let writer = Writer::start(db.clone()).map_err(Error::Writer)?;
     let shared = Arc::new(Shared {
         db,
+        writer,
         commit: GroupCommit::new(last_seq),
         metrics,
     });
@@ -198,7 +215,9 @@ pub async fn run(
         .await;
     tracing::info!("shutting down");
 
-    // Every request has finished: stop the background tasks, which hold database handles.
+    // Every request has finished: stop the writer and the background tasks, which hold
+    // database handles.
+    shared.writer.stop().await;
     if let Some(publisher) = publisher {
         publisher.abort();
         let _ = publisher.await;
