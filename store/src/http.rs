@@ -219,8 +219,18 @@ async fn get_doc(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response> {
     let (table, id) = doc_path(path, false)?;
-    match shared.db.get(&table, &id) {
-        Ok(Some(envelope)) => Ok(envelope_response(StatusCode::OK, &envelope, false)),
+    match shared.db.get_raw(&table, &id) {
+        // The stored bytes are the envelope's JSON: answered as they are, not re-serialized.
+        Ok(Some((bytes, version))) => {
+            let mut response = Bytes::copy_from_slice(&bytes).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::ETAG, etag(version));
+            Ok(response)
+        }
         Ok(None) => Err(not_found(&table, &id)),
         Err(e) => Err(internal(&e)),
     }
@@ -302,9 +312,7 @@ async fn delete_doc(
 fn envelope_response(status: StatusCode, envelope: &Envelope, location: bool) -> Response {
     let mut response = (status, axum::Json(envelope)).into_response();
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", envelope.version)) {
-        headers.insert(header::ETAG, etag);
-    }
+    headers.insert(header::ETAG, etag(envelope.version));
     if location {
         let path = format!("/tables/{}/docs/{}", envelope.table, envelope.id);
         if let Ok(path) = HeaderValue::from_str(&path) {
@@ -312,6 +320,12 @@ fn envelope_response(status: StatusCode, envelope: &Envelope, location: bool) ->
         }
     }
     response
+}
+
+/// The strong entity tag of a version: `"<version>"`.
+fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 fn table_name(table: Result<String, PathRejection>) -> Result<String> {

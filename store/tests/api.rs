@@ -55,6 +55,10 @@ async fn every_route_and_one_event_per_write() -> TestResult {
     let r = http.get(&doc_url).send().await?;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(etag(&r).as_deref(), Some("\"1\""));
+    assert_eq!(
+        r.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
     assert_eq!(r.json::<Envelope>().await?, created);
 
     // PUT existing → 200, data replaced, version 2, createdAt kept.
