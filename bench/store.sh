@@ -7,7 +7,8 @@
 # -sd /tmp/benchstore/js` (the same binary the platform's rfa-nats packs) — as PostgreSQL also
 # runs as a host process. No platform instance is started.
 # The peer: PostgreSQL (Debian's, newest /usr/lib/postgresql/*/bin) in a throw-away cluster
-# /tmp/benchstore/pg owned by `postgres`, unix socket only, port 18796, defaults plus fsync=on,
+# /tmp/benchstore/pg owned by `postgres`, its unix socket and 127.0.0.1, port 18796 (pgbench runs
+# over both: the socket is PostgreSQL's fastest path, TCP the store's transport), defaults plus fsync=on,
 # synchronous_commit=on, full_page_writes=on (durable commits, as the store's 2xx), table
 #   docs (id bigserial primary key, version int, created_at, updated_at timestamptz, data jsonb)
 # i.e. the store's envelope. Both get the same ~115-byte JSON document.
@@ -17,7 +18,7 @@
 #     VmHWM, the outbox (should be 0). Peer: pg_total_relation_size of 100k rows of the same JSON.
 #  2. ROUNDS (3) rounds, the order of store and peer alternating every round:
 #       create  wrk -t1 -c32 -d10s -s bench/store_post.lua  POST /tables/bench/docs
-#               vs pgbench -n -c 32 -j 2 -T 10 -f insert.sql   (INSERT … '<json>'::jsonb)
+#               vs pgbench -n -c 32 -j 2 -T 10 -f insert.sql   (INSERT … '<json>'::jsonb), socket and TCP
 #       read    wrk -t1 -c32 -d10s -s bench/store_get.lua   GET /tables/bench/docs/<random id of
 #               the 100k> vs pgbench -n -c 32 -j 2 -T 10 -f select.sql (SELECT … WHERE id = random)
 #     plus, as a diagnostic, `wrk` GET of one fixed id (static request, no lua per request);
@@ -103,11 +104,13 @@ NPID=$!
 install -d -o postgres -g postgres -m 700 "$W/pg"
 $SUDO runuser -u postgres -- "$PGBIN/initdb" -D "$W/pg/data" -A trust -U postgres -E UTF8 --no-sync >"$OUT_DIR/store-initdb.log" 2>&1 || die "initdb failed (see $OUT_DIR/store-initdb.log)"
 $SUDO runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg/data" -l "$W/pg/log" -w -t 60 \
-    -o "-p $PGPORT -k $W/pg -c listen_addresses='' -c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=100" start >/dev/null \
+    -o "-p $PGPORT -k $W/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=100" start >/dev/null \
     || die "PostgreSQL did not start: $(tail -5 "$W/pg/log")"
 PG_STARTED=1
 PSQL=("$PGBIN/psql" -h "$W/pg" -p "$PGPORT" -U postgres -d postgres -qAtX -v ON_ERROR_STOP=1)
 PGBENCH=("$PGBIN/pgbench" -h "$W/pg" -p "$PGPORT" -U postgres -n -c "$CONNS" -j 2 -T "$DURATION")
+# The same over loopback TCP, the transport the store is measured on (and functions use).
+PGBENCH_TCP=("$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -n -c "$CONNS" -j 2 -T "$DURATION")
 "${PSQL[@]}" -c "SHOW fsync; SHOW synchronous_commit;" | tr '\n' ' ' | sed 's/^/  pg fsync, synchronous_commit: /;s/$/\n/' | tee -a "$RESULT"
 "${PSQL[@]}" <<SQL
 CREATE TABLE docs (id bigserial PRIMARY KEY, version int NOT NULL DEFAULT 1,
@@ -210,9 +213,9 @@ run_store_read1() {
     TPS[store-read-1id]+="$rps "
     printf '  %-13s %9s /s  p50 %7s ms  store cpu %5.1f s  (diagnostic: one id, static request)\n' store-read-1id "$rps" "$p50" "$(calc "$c1-$c0")" | tee -a "$RESULT"
 }
-run_pg() { # run_pg <label> <sql file>
+run_pg() { # run_pg <label> <sql file> [tcp]
     local out tps lat
-    out=$("${PGBENCH[@]}" -f "$2" postgres 2>&1)
+    if [[ "${3:-}" == tcp ]]; then out=$("${PGBENCH_TCP[@]}" -f "$2" postgres 2>&1); else out=$("${PGBENCH[@]}" -f "$2" postgres 2>&1); fi
     printf '### %s load=[%s]\n%s\n' "$1" "$(load_avg)" "$out" >>"$RAW"
     tps=$(awk '/^tps = /{printf "%.1f", $3; exit}' <<<"$out"); lat=$(awk '/^latency average = /{print $4}' <<<"$out")
     grep -q "number of failed transactions: [1-9]\|aborted" <<<"$out" && log "$1: $(grep -E 'failed|aborted' <<<"$out")"
@@ -224,9 +227,11 @@ echo "2. $ROUNDS rounds of ${DURATION} s runs, -c$CONNS (wrk -t1; pgbench -j 2),
 for r in $(seq 1 "$ROUNDS"); do
     echo " round $r load=[$(load_avg)]" | tee -a "$RESULT"
     if (( r % 2 )); then
-        run_store_create; run_pg pg-insert "$W/insert.sql"; run_store_read; run_pg pg-select "$W/select.sql"; run_store_read1
+        run_store_create; run_pg pg-insert "$W/insert.sql"; run_pg pg-insert-tcp "$W/insert.sql" tcp
+        run_store_read; run_pg pg-select "$W/select.sql"; run_pg pg-select-tcp "$W/select.sql" tcp; run_store_read1
     else
-        run_pg pg-insert "$W/insert.sql"; run_store_create; run_pg pg-select "$W/select.sql"; run_store_read; run_store_read1
+        run_pg pg-insert-tcp "$W/insert.sql" tcp; run_pg pg-insert "$W/insert.sql"; run_store_create
+        run_pg pg-select-tcp "$W/select.sql" tcp; run_pg pg-select "$W/select.sql"; run_store_read; run_store_read1
     fi
 done
 
@@ -246,19 +251,20 @@ DOCS_END=$(calc "$(metric rfa_store_writes_total)")
 # ---- summary
 ok() { awk "BEGIN{print ($1)?\"met\":\"MISSED\"}"; }
 declare -A M
-for k in store-create pg-insert store-read pg-select store-read-1id; do
+for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id; do
     # shellcheck disable=SC2086
     M[$k]=$(median ${TPS[$k]})
 done
 cr=$(calc "${M[store-create]}/${M[pg-insert]}"); rr=$(calc "${M[store-read]}/${M[pg-select]}")
+crt=$(calc "${M[store-create]}/${M[pg-insert-tcp]}"); rrt=$(calc "${M[store-read]}/${M[pg-select-tcp]}")
 # shellcheck disable=SC2086
 p50=$(median $P50S); p99=$(median $P99S)
 {
     echo "== summary (medians over $ROUNDS rounds)"
     printf '  %-13s %10s   %s\n' run "per s" "all rounds"
-    for k in store-create pg-insert store-read pg-select store-read-1id; do printf '  %-13s %10s   %s\n' "$k" "${M[$k]}" "${TPS[$k]}"; done
-    echo "creates store/PostgreSQL: ${cr}x  (goal >= 1.0: $(ok "$cr>=1.0"))"
-    echo "reads   store/PostgreSQL: ${rr}x  (goal >= 2.0: $(ok "$rr>=2.0"))"
+    for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id; do printf '  %-13s %10s   %s\n' "$k" "${M[$k]}" "${TPS[$k]}"; done
+    echo "creates store/PostgreSQL: ${cr}x over PostgreSQL's unix socket, ${crt}x over TCP  (goal >= 1.0: $(ok "$cr>=1.0") / $(ok "$crt>=1.0"))"
+    echo "reads   store/PostgreSQL: ${rr}x over PostgreSQL's unix socket, ${rrt}x over TCP  (goal >= 2.0: $(ok "$rr>=2.0") / $(ok "$rrt>=2.0"))"
     echo "event latency (median of $LAT_ROUNDS runs): p50 $p50 ms (goal <= 5: $(ok "$p50<=5")), p99 $p99 ms (goal <= 25: $(ok "$p99<=25"))"
     echo "disk per 100k docs: store $(calc "$DU/1048576*100000/$N") MiB vs PostgreSQL table+index $(calc "$PG_100K/1048576*100000/$DOCS") MiB"
     echo "store RSS at $N docs: $(calc "$RSS/1024") MiB (peak $(calc "$HWM/1024") MiB); at the end (~${DOCS_END%.*} writes): $(calc "$RSS_END/1024") MiB (peak $(calc "$HWM_END/1024") MiB)"
