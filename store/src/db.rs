@@ -566,6 +566,19 @@ impl Db {
         Ok(())
     }
 
+    /// Removes published outbox entries, all in one sled batch (one operation, not one each).
+    pub fn outbox_remove_all(&self, seqs: &[u64]) -> Result<(), DbError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for seq in seqs {
+            batch.remove(&seq.to_be_bytes());
+        }
+        self.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Number of outbox entries (walks the outbox: call at start-up only).
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()

@@ -8,7 +8,8 @@
 //!    (see [`crate::flush`]);
 //! 2. publish them all, in seq order, on one connection, to
 //!    `rfa.store.<table>.<event>.<id>` with `Nats-Msg-Id: <store-instance-id>-<seq>`;
-//! 3. await their PubAcks in order, removing each entry from the outbox once acknowledged;
+//! 3. await their PubAcks in order, then remove the acknowledged entries from the outbox (one
+//!    sled batch);
 //! 4. when the outbox holds nothing publishable, sleep until the flusher reports a new durable
 //!    seq (a `watch` channel: no polling).
 //!
@@ -155,13 +156,24 @@ async fn pump(
                 span,
             )));
         }
+        // Acknowledged entries are removed together, once per round; after an error, the ones
+        // acknowledged before it are removed and the rest is sent again.
+        let mut done = Vec::with_capacity(batch.len());
+        let mut failed = None;
         for (entry, ack) in batch.iter().zip(acks) {
             if let Some((ack, _span)) = ack {
-                ack.await?;
+                if let Err(e) = ack.await {
+                    failed = Some(e);
+                    break;
+                }
                 shared.metrics.events_published.inc();
             }
-            shared.db.outbox_remove(entry.seq)?;
-            shared.metrics.outbox_pending.dec();
+            done.push(entry.seq);
+        }
+        shared.db.outbox_remove_all(&done)?;
+        shared.metrics.outbox_pending.sub(done.len() as i64);
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         backoff.reset();
     }
