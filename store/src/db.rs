@@ -9,7 +9,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `docs` | `<table> 0x00 <id>` | the [`Envelope`] as JSON |
-//! | `outbox` | seq as big-endian `u64` | the [`DocEvent`] as JSON, exactly the bytes published |
+//! | `outbox` | seq as big-endian `u64` | the [`DocEvent`](rfa_wire::store::DocEvent) as JSON, exactly the bytes published |
 //! | `meta` | `next-seq` | the next seq to hand out, big-endian `u64` |
 //! | | `instance-id` | this volume's random store-instance id (UTF-8) |
 //! | | `count 0x00 <table>` | number of documents in the table, big-endian `u64` |
@@ -32,8 +32,8 @@
 
 use std::path::Path;
 
-use rfa_wire::store::{DocEvent, Envelope, EventKind, Page, TableInfo};
-use serde::Deserialize;
+use rfa_wire::store::{Envelope, EventKind, Page, TableInfo};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
@@ -157,12 +157,71 @@ const CREATE_ATTEMPTS: usize = 3;
 /// What a committed write did.
 #[derive(Debug, Clone)]
 pub struct Committed {
-    /// The document after the write (for a delete, the last envelope).
-    pub envelope: Envelope,
+    /// The document's id (for a create, the one it got).
+    pub id: String,
+    /// The document's version after the write (for a delete, its last one).
+    pub version: u64,
     /// The event recorded in the outbox.
     pub kind: EventKind,
     /// The event's store-wide sequence number.
     pub seq: u64,
+    /// The envelope after the write as JSON, exactly as stored (for a delete, the last one): the
+    /// body the store answers.
+    pub doc: Vec<u8>,
+}
+
+impl Committed {
+    /// The envelope, parsed.
+    pub fn envelope(&self) -> Result<Envelope, DbError> {
+        parse_envelope(&self.doc)
+    }
+}
+
+/// An envelope to serialize, borrowing its parts: the same JSON as [`Envelope`]'s.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeRef<'a> {
+    id: &'a str,
+    table: &'a str,
+    version: u64,
+    created_at: &'a str,
+    updated_at: &'a str,
+    data: &'a Map<String, Value>,
+}
+
+/// The fields of a stored envelope that a write needs besides its data.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeHead {
+    version: u64,
+    created_at: String,
+}
+
+/// A [`DocEvent`](rfa_wire::store::DocEvent)'s JSON around the envelope's JSON as stored: the
+/// same bytes as serializing the `DocEvent`, without serializing the document a second time.
+fn event_payload(
+    kind: EventKind,
+    table: &str,
+    id: &str,
+    seq: u64,
+    at: &str,
+    doc: &[u8],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(doc.len() + table.len() + id.len() + at.len() + 64);
+    out.extend_from_slice(br#"{"event":"#);
+    serde_json::to_writer(&mut out, &kind)?;
+    out.extend_from_slice(br#","table":"#);
+    serde_json::to_writer(&mut out, table)?;
+    out.extend_from_slice(br#","id":"#);
+    serde_json::to_writer(&mut out, id)?;
+    out.extend_from_slice(br#","seq":"#);
+    serde_json::to_writer(&mut out, &seq)?;
+    out.extend_from_slice(br#","at":"#);
+    serde_json::to_writer(&mut out, at)?;
+    out.extend_from_slice(br#","doc":"#);
+    out.extend_from_slice(doc);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// The first fields of an outbox entry: enough to name its subject.
@@ -440,66 +499,66 @@ impl Db {
                 current = docs.get(&key)?;
             }
         }
-        let current = match current.map(|v| parse_envelope(&v)).transpose() {
-            Ok(current) => current,
-            Err(e) => return Ok(Err(e)),
+        let doc_json = |version: u64, created_at: &str, data: &Map<String, Value>| {
+            serde_json::to_vec(&EnvelopeRef {
+                id: &id,
+                table,
+                version,
+                created_at,
+                updated_at: now,
+                data,
+            })
         };
-
-        let (kind, envelope) = match (op, current) {
+        // The document after the write as JSON, and its version.
+        let written = match (op, current) {
             (Op::Create(_), Some(_)) => return Ok(Err(DbError::IdTaken)),
             (Op::Patch(_) | Op::Delete, None) => return Ok(Err(DbError::NotFound)),
             (Op::Put(_), None) if if_match.is_some() => {
                 return Ok(Err(DbError::PreconditionFailed));
             }
-            (_, Some(cur)) if if_match.is_some_and(|m| !m.matches(cur.version)) => {
-                return Ok(Err(DbError::PreconditionFailed));
+            (Op::Create(data) | Op::Put(data), None) => {
+                doc_json(1, now, data).map(|doc| (EventKind::NewDoc, 1, doc))
             }
-            (Op::Create(data) | Op::Put(data), None) => (
-                EventKind::NewDoc,
-                Envelope {
-                    id: id.clone(),
-                    table: table.to_string(),
-                    version: 1,
-                    created_at: now.to_string(),
-                    updated_at: now.to_string(),
-                    data: data.clone(),
-                },
-            ),
-            (Op::Put(data), Some(cur)) => (
-                EventKind::UpdatedDoc,
-                Envelope {
-                    version: cur.version + 1,
-                    updated_at: now.to_string(),
-                    data: data.clone(),
-                    ..cur
-                },
-            ),
-            (Op::Patch(patch), Some(cur)) => {
-                let data = merge_objects(cur.data, patch);
-                (
-                    EventKind::UpdatedDoc,
-                    Envelope {
-                        version: cur.version + 1,
-                        updated_at: now.to_string(),
-                        data,
-                        id: cur.id,
-                        table: cur.table,
-                        created_at: cur.created_at,
+            (op, Some(stored)) => {
+                // A patch needs the data; the other writes only the version and creation time.
+                let (current, created_at, data) = match op {
+                    Op::Patch(_) => match parse_envelope(&stored) {
+                        Ok(e) => (e.version, e.created_at, Some(e.data)),
+                        Err(e) => return Ok(Err(e)),
                     },
-                )
+                    _ => match serde_json::from_slice::<EnvelopeHead>(&stored) {
+                        Ok(h) => (h.version, h.created_at, None),
+                        Err(e) => {
+                            return Ok(Err(DbError::Corrupt {
+                                tree: "docs",
+                                detail: e.to_string(),
+                            }));
+                        }
+                    },
+                };
+                if if_match.is_some_and(|m| !m.matches(current)) {
+                    return Ok(Err(DbError::PreconditionFailed));
+                }
+                let version = current + 1;
+                match op {
+                    Op::Put(data) => doc_json(version, &created_at, data)
+                        .map(|doc| (EventKind::UpdatedDoc, version, doc)),
+                    Op::Patch(patch) => {
+                        let data = merge_objects(data.unwrap_or_default(), patch);
+                        doc_json(version, &created_at, &data)
+                            .map(|doc| (EventKind::UpdatedDoc, version, doc))
+                    }
+                    // The event carries the last envelope, as stored.
+                    Op::Delete => Ok((EventKind::DeletedDoc, current, stored.to_vec())),
+                    Op::Create(_) => return Ok(Err(DbError::IdTaken)),
+                }
             }
-            (Op::Delete, Some(cur)) => (EventKind::DeletedDoc, cur),
         };
-
-        let event = DocEvent {
-            event: kind,
-            table: table.to_string(),
-            id,
-            seq,
-            at: now.to_string(),
-            doc: envelope,
+        let (kind, version, doc) = match written {
+            Ok(written) => written,
+            Err(e) => return Ok(Err(e.into())),
         };
-        let payload = match serde_json::to_vec(&event) {
+        let payload = match event_payload(kind, table, &id, seq, now, &doc) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.into())),
         };
@@ -509,13 +568,6 @@ impl Db {
                 limit: self.max_event_bytes,
             }));
         }
-        let doc = match kind {
-            EventKind::DeletedDoc => None,
-            _ => match serde_json::to_vec(&event.doc) {
-                Ok(d) => Some(d),
-                Err(e) => return Ok(Err(e.into())),
-            },
-        };
         let count_key = [COUNT_PREFIX, table.as_bytes()].concat();
         let count = match tx_u64(meta, &count_key) {
             Ok(count) => count.unwrap_or(0),
@@ -525,15 +577,15 @@ impl Db {
 
         // Every check passed: from here on, the write happens.
         outbox.insert(&seq.to_be_bytes(), outbox_value(&payload, traceparent))?;
-        match (kind, doc) {
-            (EventKind::NewDoc, Some(doc)) => {
-                docs.insert(key.as_slice(), doc)?;
+        match kind {
+            EventKind::NewDoc => {
+                docs.insert(key.as_slice(), doc.as_slice())?;
                 meta.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
             }
-            (EventKind::UpdatedDoc, Some(doc)) => {
-                docs.insert(key.as_slice(), doc)?;
+            EventKind::UpdatedDoc => {
+                docs.insert(key.as_slice(), doc.as_slice())?;
             }
-            _ => {
+            EventKind::DeletedDoc => {
                 docs.remove(key.as_slice())?;
                 if count <= 1 {
                     meta.remove(count_key.as_slice())?;
@@ -543,9 +595,11 @@ impl Db {
             }
         }
         Ok(Ok(Committed {
-            envelope: event.doc,
+            id,
+            version,
             kind,
             seq,
+            doc,
         }))
     }
 
@@ -635,6 +689,7 @@ fn tx_u64(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rfa_wire::store::DocEvent;
 
     fn data(v: serde_json::Value) -> Map<String, Value> {
         match v {
@@ -687,10 +742,7 @@ mod tests {
             "now",
             None,
         )?;
-        assert_eq!(
-            (c.kind, c.seq, c.envelope.version),
-            (EventKind::NewDoc, 1, 1)
-        );
+        assert_eq!((c.kind, c.seq, c.version), (EventKind::NewDoc, 1, 1));
         let c = db.write(
             t,
             "a",
@@ -699,12 +751,12 @@ mod tests {
             "later",
             Some(TP),
         )?;
-        assert_eq!(
-            (c.kind, c.seq, c.envelope.version),
-            (EventKind::UpdatedDoc, 2, 2)
-        );
-        assert_eq!(c.envelope.created_at, "now");
-        assert_eq!(c.envelope.updated_at, "later");
+        assert_eq!((c.kind, c.seq, c.version), (EventKind::UpdatedDoc, 2, 2));
+        let envelope = c.envelope()?;
+        assert_eq!((envelope.id.as_str(), envelope.version), ("a", 2));
+        assert_eq!(envelope.created_at, "now");
+        assert_eq!(envelope.updated_at, "later");
+        assert_eq!(Some(envelope), db.get(t, "a")?);
         assert!(matches!(
             db.write(
                 t,
@@ -785,9 +837,9 @@ mod tests {
         let taken = crate::id::new_id();
         db.write("t", &taken, Op::Put(&doc), None, "now", None)?;
         let created = db.write("t", &taken, Op::Create(&doc), None, "now", None)?;
-        assert_ne!(created.envelope.id, taken);
+        assert_ne!(created.id, taken);
         assert_eq!(created.kind, EventKind::NewDoc);
-        assert!(db.get("t", &created.envelope.id)?.is_some());
+        assert!(db.get("t", &created.id)?.is_some());
         assert_eq!(db.get("t", &taken)?.map(|e| e.version), Some(1));
         Ok(())
     }
@@ -805,6 +857,44 @@ mod tests {
         assert_eq!(Some(&parsed), db.get("t", "a")?.as_ref());
         assert_eq!(bytes.as_ref(), serde_json::to_vec(&parsed)?.as_slice());
         assert!(db.get_raw("t", "b")?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn events_are_the_doc_event_serialized_and_carry_the_stored_envelope() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 1 << 20)?;
+        let doc = data(serde_json::json!({"s": "quote \" and \u{e9}", "n": [1, 2.5, null]}));
+        let patch = data(serde_json::json!({"n": null, "m": {"k": true}}));
+        let t = "t-\"odd";
+        db.write(t, "a", Op::Put(&doc), None, "t1", None)?;
+        db.write(t, "a", Op::Patch(&patch), None, "t2", None)?;
+        db.write(t, "a", Op::Delete, None, "t3", None)?;
+        let batch = db.outbox_batch(u64::MAX, 10)?;
+        let kinds = [
+            EventKind::NewDoc,
+            EventKind::UpdatedDoc,
+            EventKind::DeletedDoc,
+        ];
+        for (entry, kind) in batch.iter().zip(kinds) {
+            let event: DocEvent = serde_json::from_slice(&entry.payload)?;
+            assert_eq!(event.event, kind);
+            // byte for byte what serde makes of the same event
+            assert_eq!(
+                entry.payload.as_ref(),
+                serde_json::to_vec(&event)?.as_slice()
+            );
+        }
+        let last: DocEvent = serde_json::from_slice(&batch[2].payload)?;
+        let updated: DocEvent = serde_json::from_slice(&batch[1].payload)?;
+        // a delete's event carries the last envelope, unchanged
+        assert_eq!(last.doc, updated.doc);
+        assert_eq!((last.doc.version, last.doc.updated_at.as_str()), (2, "t2"));
+        let mut merged = doc.clone();
+        merged.remove("n");
+        merged.insert("m".into(), serde_json::json!({"k": true}));
+        assert_eq!(updated.doc.data, merged);
+        assert_eq!(updated.doc.created_at, "t1");
         Ok(())
     }
 }

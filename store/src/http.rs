@@ -21,13 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rfa_wire::Problem;
 use rfa_wire::names::{TABLE_NAME_RULE, is_valid_table_name};
-use rfa_wire::store::{Envelope, EventKind};
+use rfa_wire::store::EventKind;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::Shared;
-use crate::db::{DbError, IfMatch};
+use crate::db::{Committed, DbError, IfMatch};
 use crate::id::{ID_RULE, is_valid_id, new_id};
 use crate::writer::Change;
 
@@ -248,9 +248,10 @@ async fn create_doc(
         .write(&table, &id, Change::Create(data), None)
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
-    Ok(envelope_response(
+    Ok(committed_response(
         StatusCode::CREATED,
-        &committed.envelope,
+        &table,
+        committed,
         true,
     ))
 }
@@ -269,8 +270,8 @@ async fn put_doc(
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
     Ok(match committed.kind {
-        EventKind::NewDoc => envelope_response(StatusCode::CREATED, &committed.envelope, true),
-        _ => envelope_response(StatusCode::OK, &committed.envelope, false),
+        EventKind::NewDoc => committed_response(StatusCode::CREATED, &table, committed, true),
+        _ => committed_response(StatusCode::OK, &table, committed, false),
     })
 }
 
@@ -287,11 +288,7 @@ async fn patch_doc(
         .write(&table, &id, Change::Patch(patch), if_match)
         .await
         .map_err(|e| write_problem(e, &table, &id))?;
-    Ok(envelope_response(
-        StatusCode::OK,
-        &committed.envelope,
-        false,
-    ))
+    Ok(committed_response(StatusCode::OK, &table, committed, false))
 }
 
 async fn delete_doc(
@@ -308,13 +305,23 @@ async fn delete_doc(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The envelope as JSON with its `ETag` (and `Location` for a created document).
-fn envelope_response(status: StatusCode, envelope: &Envelope, location: bool) -> Response {
-    let mut response = (status, axum::Json(envelope)).into_response();
+/// The written envelope's JSON, as stored, with its `ETag` (and `Location` for a created
+/// document).
+fn committed_response(
+    status: StatusCode,
+    table: &str,
+    committed: Committed,
+    location: bool,
+) -> Response {
+    let mut response = (status, committed.doc).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, etag(envelope.version));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, etag(committed.version));
     if location {
-        let path = format!("/tables/{}/docs/{}", envelope.table, envelope.id);
+        let path = format!("/tables/{table}/docs/{}", committed.id);
         if let Ok(path) = HeaderValue::from_str(&path) {
             headers.insert(header::LOCATION, path);
         }

@@ -220,8 +220,8 @@ mod tests {
             {
                 Ok(committed) => {
                     assert!(seqs.insert(committed.seq), "seq {} twice", committed.seq);
-                    let stored = db.get("t", &committed.envelope.id)?;
-                    assert_eq!(stored.map(|e| e.data), Some(committed.envelope.data));
+                    let stored = db.get("t", &committed.id)?;
+                    assert_eq!(stored, Some(committed.envelope()?));
                 }
                 Err(DbError::NotFound) => refused += 1,
                 Err(e) => return Err(e),
