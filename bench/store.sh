@@ -21,7 +21,8 @@
 #               vs pgbench -n -c 32 -j 2 -T 10 -f insert.sql   (INSERT … '<json>'::jsonb), socket and TCP
 #       read    wrk -t1 -c32 -d10s -s bench/store_get.lua   GET /tables/bench/docs/<random id of
 #               the 100k> vs pgbench -n -c 32 -j 2 -T 10 -f select.sql (SELECT … WHERE id = random)
-#     plus, as a diagnostic, `wrk` GET of one fixed id (static request, no lua per request);
+#     plus, as diagnostics, `wrk` GET of one fixed id (static request, no lua per request) and the
+#     creates into a second store without NATS (no events published: what an event costs);
 #     with the store's CPU seconds (from /proc) and group-commit figures (flushes, mean flush
 #     time, from its /metrics) per create run.
 #  3. Event latency, LAT_ROUNDS (2) times: bench/store_bench.py POSTs RATE (200) docs/s for 10 s
@@ -70,10 +71,11 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
 python3 -c 'import nats, aiohttp' 2>/dev/null || { log "installing nats-py and aiohttp (pip)"; python3 -m pip install -q nats-py aiohttp; }
 
-SPID="" NPID="" PG_STARTED="" WRKPID=""
+SPID="" NPID="" PG_STARTED="" WRKPID="" XPID=""
 cleanup() {
     set +e
     [[ -n "$WRKPID" ]] && kill "$WRKPID" 2>/dev/null
+    [[ -n "$XPID" ]] && kill -KILL "$XPID" 2>/dev/null
     [[ -n "$SPID" ]] && { kill -TERM "$SPID" 2>/dev/null; for _ in $(seq 1 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done; kill -KILL "$SPID" 2>/dev/null; }
     [[ -n "$NPID" ]] && { kill -TERM "$NPID" 2>/dev/null; for _ in $(seq 1 100); do kill -0 "$NPID" 2>/dev/null || break; sleep 0.1; done; kill -KILL "$NPID" 2>/dev/null; }
     [[ -n "$PG_STARTED" ]] && $SUDO runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1
@@ -203,6 +205,24 @@ run_store_read() {
 }
 # Diagnostic: the same GET, always of one id, as a static request (wrk builds it once: no lua call
 # per request), to see how much of the read figure is the load generator's.
+# Diagnostic: the same creates into a second store that has no NATS URL, so no event is published
+# (they stay in its outbox): what the per-write JetStream event costs, which PostgreSQL does not pay.
+run_store_create_noevents() {
+    local port=$((SPORT + 10)) pid out rps c0 c1 n
+    rm -rf "$W/store-noev"; mkdir -p "$W/store-noev"
+    RFAAS_PORT="$port" RFAAS_DATA_DIR="$W/store-noev" RUST_LOG=error "$W/rfa-store" >"$W/store-noev.log" 2>&1 &
+    pid=$!; XPID=$pid
+    [[ "$(wait_200 "http://127.0.0.1:$port/healthz" "$(now_ms)" 20)" != timeout ]] || die "the second rfa-store did not start: $(tail -5 "$W/store-noev.log")"
+    c0=$(cpu_s "$pid")
+    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$BENCH_DIR/store_post.lua" "http://127.0.0.1:$port/tables/bench/docs")
+    c1=$(cpu_s "$pid")
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; XPID=""
+    printf '### store-create-noevents load=[%s]\n%s\n' "$(load_avg)" "$out" >>"$RAW"
+    rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out"); n=$(awk '/requests in/{print $1}' <<<"$out")
+    TPS[store-create-noevents]+="$rps "
+    printf '  %-13s %9s /s  store cpu %5.1f s (%s us/create)  (diagnostic: a store without NATS, no events)\n' \
+        store-noevents "$rps" "$(calc "$c1-$c0")" "$(calc "1e6*($c1-$c0)/($n+1e-9)")" | tee -a "$RESULT"
+}
 run_store_read1() {
     local out rps p50 c0 c1
     c0=$(cpu_s "$SPID")
@@ -229,9 +249,11 @@ for r in $(seq 1 "$ROUNDS"); do
     if (( r % 2 )); then
         run_store_create; run_pg pg-insert "$W/insert.sql"; run_pg pg-insert-tcp "$W/insert.sql" tcp
         run_store_read; run_pg pg-select "$W/select.sql"; run_pg pg-select-tcp "$W/select.sql" tcp; run_store_read1
+        run_store_create_noevents
     else
         run_pg pg-insert-tcp "$W/insert.sql" tcp; run_pg pg-insert "$W/insert.sql"; run_store_create
         run_pg pg-select-tcp "$W/select.sql" tcp; run_pg pg-select "$W/select.sql"; run_store_read; run_store_read1
+        run_store_create_noevents
     fi
 done
 
@@ -251,7 +273,7 @@ DOCS_END=$(calc "$(metric rfa_store_writes_total)")
 # ---- summary
 ok() { awk "BEGIN{print ($1)?\"met\":\"MISSED\"}"; }
 declare -A M
-for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id; do
+for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id store-create-noevents; do
     # shellcheck disable=SC2086
     M[$k]=$(median ${TPS[$k]})
 done
@@ -262,8 +284,9 @@ p50=$(median $P50S); p99=$(median $P99S)
 {
     echo "== summary (medians over $ROUNDS rounds)"
     printf '  %-13s %10s   %s\n' run "per s" "all rounds"
-    for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id; do printf '  %-13s %10s   %s\n' "$k" "${M[$k]}" "${TPS[$k]}"; done
+    for k in store-create pg-insert pg-insert-tcp store-read pg-select pg-select-tcp store-read-1id store-create-noevents; do printf '  %-13s %10s   %s\n' "$k" "${M[$k]}" "${TPS[$k]}"; done
     echo "creates store/PostgreSQL: ${cr}x over PostgreSQL's unix socket, ${crt}x over TCP  (goal >= 1.0: $(ok "$cr>=1.0") / $(ok "$crt>=1.0"))"
+    echo "  (diagnostic) creates with no event published: $(calc "${M[store-create-noevents]}/${M[pg-insert]}")x the socket, $(calc "${M[store-create-noevents]}/${M[pg-insert-tcp]}")x TCP"
     echo "reads   store/PostgreSQL: ${rr}x over PostgreSQL's unix socket, ${rrt}x over TCP  (goal >= 2.0: $(ok "$rr>=2.0") / $(ok "$rrt>=2.0"))"
     echo "event latency (median of $LAT_ROUNDS runs): p50 $p50 ms (goal <= 5: $(ok "$p50<=5")), p99 $p99 ms (goal <= 25: $(ok "$p99<=25"))"
     echo "disk per 100k docs: store $(calc "$DU/1048576*100000/$N") MiB vs PostgreSQL table+index $(calc "$PG_100K/1048576*100000/$DOCS") MiB"
