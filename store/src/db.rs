@@ -897,4 +897,38 @@ mod tests {
         assert_eq!(updated.doc.created_at, "t1");
         Ok(())
     }
+
+    #[test]
+    fn a_too_large_write_in_a_batch_writes_nothing_and_the_others_commit() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.into()))?;
+        let db = Db::open(dir.path(), 1 << 20, 400)?;
+        let small = data(serde_json::json!({"x": 1}));
+        let big = data(serde_json::json!({"x": "y".repeat(500)}));
+        let w = |id, op| Write {
+            table: "t",
+            id,
+            op,
+            if_match: None,
+            now: "now",
+            traceparent: None,
+        };
+        let results = db.write_batch(&[
+            w("a", Op::Put(&small)),
+            w("b", Op::Put(&big)),
+            w("a", Op::Put(&big)),
+            w("c", Op::Put(&small)),
+        ])?;
+        assert!(matches!(results[1], Err(DbError::TooLarge { .. })));
+        assert!(matches!(results[2], Err(DbError::TooLarge { .. })));
+        let seqs: Vec<u64> = results.iter().flatten().map(|c| c.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert!(db.get("t", "b")?.is_none());
+        assert_eq!(
+            db.get("t", "a")?.map(|e| (e.version, e.data)),
+            Some((1, small))
+        );
+        assert_eq!(db.outbox_batch(u64::MAX, 10)?.len(), 2);
+        assert_eq!(db.tables()?[0].count, 2);
+        Ok(())
+    }
 }
