@@ -11,7 +11,13 @@ pub enum ProxyError {
     #[error("function '{0}' has no running replica")]
     NoReplica(String),
     #[error("function '{name}' is not answering: {reason}")]
-    Upstream { name: String, reason: String },
+    Upstream {
+        name: String,
+        reason: String,
+        /// The replica could not be reached at all (no connection, or its address now belongs
+        /// to another container): the call did not run there.
+        unreachable: bool,
+    },
     #[error("function '{name}' did not answer within {seconds} s")]
     Timeout { name: String, seconds: u64 },
     #[error("request body is larger than the limit of {limit} bytes")]

@@ -134,6 +134,14 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Err(e) => {
             let _in_span = span.context().clone().attach();
             tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed");
+            if let ProxyError::Upstream {
+                unreachable: true, ..
+            } = e
+            {
+                // Skip this replica for a while, so that one dead replica does not fail every
+                // n-th call until the CLI or Docker replaces it.
+                state.routes.eject(&upstream, crate::routes::EJECT_FOR);
+            }
             e.into_response()
         }
     };
@@ -157,6 +165,7 @@ fn misdirected(response: Response, name: &str) -> Result<Response, ProxyError> {
                 "its address now belongs to function '{}' (the replica was replaced); the call did not run",
                 other.to_str().unwrap_or("?")
             ),
+            unreachable: true,
         }),
         None => Ok(response),
     }
@@ -299,6 +308,7 @@ async fn proxy(
             return Err(ProxyError::Upstream {
                 name: name.to_string(),
                 reason: error_chain(&e),
+                unreachable: e.is_connect(),
             });
         }
         Ok(Ok(response)) => response,

@@ -1,11 +1,17 @@
 //! The route table: which replicas serve each function. The CLI writes it through the admin API;
 //! it is persisted to `<data_dir>/routes.json` (written to a temporary file, synced, then renamed
 //! over the old one) so a restarted gateway serves the same functions at once.
+//!
+//! Replicas that could not be reached are skipped for [`EJECT_FOR`] (passive health checking):
+//! calls go round robin over the others, or, when every replica of a function is ejected, over
+//! all of them as before. A new route for a function (the CLI writes one whenever its replicas
+//! change) clears its ejections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rfa_wire::route::FunctionRoute;
 
@@ -13,10 +19,15 @@ use crate::ProxyError;
 
 const FILE: &str = "routes.json";
 
+/// How long a replica that could not be reached is skipped.
+pub const EJECT_FOR: Duration = Duration::from_secs(2);
+
 pub struct RouteTable {
     file: Option<PathBuf>,
     routes: RwLock<BTreeMap<String, FunctionRoute>>,
     next: AtomicUsize,
+    /// Upstream (`host:port`) → skipped until then.
+    ejected: Mutex<HashMap<String, Instant>>,
 }
 
 impl RouteTable {
@@ -35,6 +46,7 @@ impl RouteTable {
             file,
             routes: RwLock::new(routes),
             next: AtomicUsize::new(0),
+            ejected: Mutex::new(HashMap::new()),
         })
     }
 
@@ -46,23 +58,55 @@ impl RouteTable {
         self.read().values().cloned().collect()
     }
 
-    /// Picks the upstream (`host:port`) for the next call to `name`, round robin.
+    /// Picks the upstream (`host:port`) for the next call to `name`, round robin over the
+    /// replicas that are not ejected (over all of them if every one is).
     pub fn pick(&self, name: &str) -> Result<(FunctionRoute, String), ProxyError> {
         let routes = self.read();
         let route = routes
             .get(name)
             .ok_or_else(|| ProxyError::UnknownFunction(name.to_string()))?;
-        if route.upstreams.is_empty() {
+        let n = route.upstreams.len();
+        if n == 0 {
             return Err(ProxyError::NoReplica(name.to_string()));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % route.upstreams.len();
-        Ok((route.clone(), route.upstreams[i].clone()))
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let chosen = {
+            let mut ejected = self.ejected();
+            if ejected.is_empty() {
+                i
+            } else {
+                let now = Instant::now();
+                ejected.retain(|_, until| *until > now);
+                (0..n)
+                    .map(|k| (i + k) % n)
+                    .find(|&j| !ejected.contains_key(&route.upstreams[j]))
+                    .unwrap_or(i)
+            }
+        };
+        Ok((route.clone(), route.upstreams[chosen].clone()))
+    }
+
+    /// Skips `upstream` for `duration` (it could not be reached).
+    pub fn eject(&self, upstream: &str, duration: Duration) {
+        self.ejected()
+            .insert(upstream.to_string(), Instant::now() + duration);
+    }
+
+    fn ejected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.ejected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds or replaces a route; returns whether it is new. Persisted before it takes effect.
     pub fn put(&self, route: FunctionRoute) -> Result<bool, ProxyError> {
         let mut routes = self.write();
         let mut next = routes.clone();
+        {
+            // Its replicas were (re)placed: give each of them a fresh chance.
+            let mut ejected = self.ejected();
+            for upstream in &route.upstreams {
+                ejected.remove(upstream);
+            }
+        }
         let created = next.insert(route.name.clone(), route).is_none();
         self.persist(&next)?;
         *routes = next;
@@ -155,5 +199,32 @@ mod tests {
         ));
         table.put(route("e", &[])).unwrap();
         assert!(matches!(table.pick("e"), Err(ProxyError::NoReplica(_))));
+    }
+
+    #[test]
+    fn unreachable_replicas_are_skipped_for_a_while() {
+        let table = RouteTable::load(None).unwrap();
+        table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
+        table.eject("y:1", Duration::from_secs(60));
+        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        assert!(!picks.contains(&"y:1".to_string()), "{picks:?}");
+        assert!(picks.contains(&"x:1".to_string()) && picks.contains(&"z:1".to_string()));
+
+        // every replica ejected: calls still go out, round robin over all
+        table.eject("x:1", Duration::from_secs(60));
+        table.eject("z:1", Duration::from_secs(60));
+        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
+
+        // a new route (replicas replaced) clears them
+        table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
+        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
+
+        // an ejection ends by itself
+        table.eject("x:1", Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 10);
     }
 }
