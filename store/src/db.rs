@@ -361,12 +361,7 @@ impl Db {
         let Some(bytes) = self.docs.get(doc_key(table, id))? else {
             return Ok(None);
         };
-        let version = serde_json::from_slice::<Version>(&bytes)
-            .map_err(|e| DbError::Corrupt {
-                tree: "docs",
-                detail: e.to_string(),
-            })?
-            .version;
+        let version = parse_doc::<Version>(&bytes)?.version;
         Ok(Some((bytes, version)))
     }
 
@@ -420,14 +415,18 @@ impl Db {
         now: &str,
         traceparent: Option<&str>,
     ) -> Result<Committed, DbError> {
-        let write = Write {
+        self.write_one(Write {
             table,
             id,
             op,
             if_match,
             now,
             traceparent,
-        };
+        })
+    }
+
+    /// One write in a transaction of its own.
+    pub fn write_one(&self, write: Write<'_>) -> Result<Committed, DbError> {
         let mut results = self.write_batch(&[write])?;
         results.pop().unwrap_or(Err(DbError::Corrupt {
             tree: "docs",
@@ -526,14 +525,9 @@ impl Db {
                         Ok(e) => (e.version, e.created_at, Some(e.data)),
                         Err(e) => return Ok(Err(e)),
                     },
-                    _ => match serde_json::from_slice::<EnvelopeHead>(&stored) {
+                    _ => match parse_doc::<EnvelopeHead>(&stored) {
                         Ok(h) => (h.version, h.created_at, None),
-                        Err(e) => {
-                            return Ok(Err(DbError::Corrupt {
-                                tree: "docs",
-                                detail: e.to_string(),
-                            }));
-                        }
+                        Err(e) => return Ok(Err(e)),
                     },
                 };
                 if if_match.is_some_and(|m| !m.matches(current)) {
@@ -656,6 +650,12 @@ fn table_prefix(table: &str, byte: u8) -> Vec<u8> {
 }
 
 fn parse_envelope(bytes: &[u8]) -> Result<Envelope, DbError> {
+    parse_doc(bytes)
+}
+
+/// A stored document (or the fields of it that `T` names); a record that does not parse is
+/// corrupt.
+fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DbError> {
     serde_json::from_slice(bytes).map_err(|e| DbError::Corrupt {
         tree: "docs",
         detail: e.to_string(),

@@ -155,17 +155,7 @@ fn run(db: Db, mut rx: mpsc::Receiver<Msg>) {
                 // The whole batch was rolled back. Try each write alone, so that each gets
                 // its own answer (and one bad write cannot fail the others).
                 tracing::warn!(error = %e, writes = writes.len(), "a write batch failed; retrying its writes one by one");
-                writes
-                    .iter()
-                    .map(|w| {
-                        db.write_batch(std::slice::from_ref(w)).and_then(|mut r| {
-                            r.pop().unwrap_or(Err(DbError::Corrupt {
-                                tree: "docs",
-                                detail: "a batch of one write gave no result".into(),
-                            }))
-                        })
-                    })
-                    .collect()
+                writes.iter().map(|w| db.write_one(*w)).collect()
             }
         };
         drop(writes);
