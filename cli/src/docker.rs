@@ -272,6 +272,28 @@ impl Engine {
         Ok(true)
     }
 
+    /// The `io.rfaas.instance` label of every rfaas volume (one entry per volume).
+    pub async fn list_volume_instances(&self) -> anyhow::Result<Vec<String>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", crate::instance::LABEL_MANAGED)],
+        )]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .context("cannot list volumes")?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.labels.get(crate::instance::LABEL_INSTANCE).cloned())
+            .collect())
+    }
+
     /// Removes the volumes matching `filters`; returns their names.
     pub async fn remove_volumes(
         &self,

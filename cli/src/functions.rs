@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rfa_wire::route::{FunctionKind, FunctionRoute};
+use rfa_wire::route::{FunctionKind, FunctionRoute, RunSpec};
 use rfa_wire::{FUNCTION_PORT, env};
 
 use crate::deploy_file::Entry;
@@ -42,7 +42,7 @@ impl Platform {
     pub async fn connect(instance: &Instance) -> anyhow::Result<Platform> {
         let engine = Engine::connect().await?;
         let url = platform::gateway_url(&engine, instance).await?;
-        let token = platform::token(instance, false)?;
+        let token = platform::admin_token(instance)?;
         let proxy = engine.inspect(&instance.proxy()).await?;
         let config = proxy.and_then(|c| c.config);
         let proxy_env = config
@@ -59,7 +59,7 @@ impl Platform {
             .filter(|kv| keep.iter().any(|k| kv.starts_with(&format!("{k}="))))
             .collect();
         Ok(Platform {
-            gateway: Gateway::new(url, token)?,
+            gateway: Gateway::new(url, token, platform::instance_flag(instance))?,
             base: BaseImage::of_platform(base_label.as_deref())?,
             engine,
             instance: instance.clone(),
@@ -109,6 +109,17 @@ fn running(c: &bollard::models::ContainerSummary) -> bool {
     c.state.as_ref().map(|s| s.to_string()) == Some("running".to_string())
 }
 
+/// What one function's replicas should be: the route record's name, kind and image and how
+/// they run. A deploy makes it from the deploy file; a platform restart from the kept route.
+pub struct Desired {
+    pub name: String,
+    pub kind: FunctionKind,
+    pub image: String,
+    pub run: RunSpec,
+    /// The deployment time the route keeps (a restart keeps the original one).
+    pub deployed_at: String,
+}
+
 /// Builds the image for `binary` and rolls the function over to it.
 pub async fn deploy(
     p: &Platform,
@@ -118,30 +129,95 @@ pub async fn deploy(
 ) -> anyhow::Result<Outcome> {
     let image = AppImage::assemble(
         &p.base,
-        &format!("rfa-fn-{}", entry.name),
+        &p.instance.function_image(&entry.name),
         binary,
         Role::Function,
         Some(&entry.name),
     )?;
     image.ensure(&p.engine, &p.base, progress).await?;
     progress.done();
+    let desired = Desired {
+        name: entry.name.clone(),
+        kind: entry.kind,
+        image: image.tag.clone(),
+        run: RunSpec {
+            replicas: entry.replicas,
+            env: entry.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            memory_bytes: entry.memory_bytes,
+            nano_cpus: entry.nano_cpus,
+            pids: i64::from(entry.pids),
+            max_inflight: entry.max_inflight,
+        },
+        deployed_at: rfa_wire::time::now(),
+    };
+    roll_out(p, &desired, progress).await
+}
 
+/// Why a kept function could not be run again after a platform restart.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("it was deployed by an older rfaas that did not record how to run it: deploy it again")]
+    NoRunSpec,
+    #[error("its image {0} is no longer on this machine (removed or pruned): deploy it again")]
+    ImageGone(String),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// Whether every upstream of `route` is served by a running replica of this instance.
+pub fn route_served(route: &FunctionRoute, replicas: &[bollard::models::ContainerSummary]) -> bool {
+    !route.upstreams.is_empty()
+        && route.upstreams.iter().all(|u| {
+            replicas
+                .iter()
+                .any(|c| running(c) && label(c, LABEL_UPSTREAM) == Some(u.as_str()))
+        })
+}
+
+/// Runs a kept function again from its route record (image and [`RunSpec`]): new replicas,
+/// health, the route pointed at them. Used by `startFaas` after a platform restart.
+pub async fn restore(
+    p: &Platform,
+    route: &FunctionRoute,
+    progress: &Progress,
+) -> Result<Outcome, RestoreError> {
+    let run = route.run.clone().ok_or(RestoreError::NoRunSpec)?;
+    match p.engine.image_exists(&route.image).await {
+        Ok(true) => {}
+        Ok(false) => return Err(RestoreError::ImageGone(route.image.clone())),
+        Err(e) => return Err(RestoreError::Failed(e)),
+    }
+    let desired = Desired {
+        name: route.name.clone(),
+        kind: route.kind,
+        image: route.image.clone(),
+        run,
+        deployed_at: route.deployed_at.clone(),
+    };
+    roll_out(p, &desired, progress)
+        .await
+        .map_err(RestoreError::Failed)
+}
+
+/// Makes the function's replicas match `d`: leaves them if they already do, else starts new
+/// ones beside the old, waits for their health, switches the route, then drains the old.
+async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Result<Outcome> {
     let mut env_vars = vec![
-        format!("{}={}", env::FUNCTION_NAME, entry.name),
-        format!("{}={}", env::FUNCTION_KIND, entry.kind),
+        format!("{}={}", env::FUNCTION_NAME, d.name),
+        format!("{}={}", env::FUNCTION_KIND, d.kind),
         format!("{}={FUNCTION_PORT}", env::PORT),
-        format!("{}={}", env::MAX_INFLIGHT, entry.max_inflight),
+        format!("{}={}", env::MAX_INFLIGHT, d.run.max_inflight),
     ];
     env_vars.extend(p.platform_env.iter().cloned());
-    env_vars.extend(entry.env.iter().map(|(k, v)| format!("{k}={v}")));
+    env_vars.extend(d.run.env.iter().cloned());
 
     let template = ContainerSpec {
-        image: image.tag.clone(),
+        image: d.image.clone(),
         env: env_vars,
         network: p.instance.network(),
-        memory_bytes: Some(entry.memory_bytes),
-        nano_cpus: Some(entry.nano_cpus),
-        pids_limit: Some(i64::from(entry.pids)),
+        memory_bytes: Some(d.run.memory_bytes),
+        nano_cpus: Some(d.run.nano_cpus),
+        pids_limit: Some(d.run.pids),
         host_gateway: true,
         hardened: true,
         ..Default::default()
@@ -149,12 +225,12 @@ pub async fn deploy(
     let spec_hash = format!(
         "{}-{}-{}",
         platform::spec_hash(&template),
-        entry.replicas,
-        entry.kind
+        d.run.replicas,
+        d.kind
     );
 
-    let old = p.replicas(&entry.name).await?;
-    let unchanged = old.len() == entry.replicas as usize
+    let old = p.replicas(&d.name).await?;
+    let unchanged = old.len() == d.run.replicas as usize
         && old
             .iter()
             .all(|c| running(c) && label(c, LABEL_SPEC) == Some(spec_hash.as_str()));
@@ -164,7 +240,7 @@ pub async fn deploy(
             .filter_map(|c| label(c, LABEL_UPSTREAM).map(String::from))
             .collect();
         if upstreams.len() == old.len() {
-            register(p, entry, &image.tag, upstreams).await?;
+            register(p, d, upstreams).await?;
             return Ok(Outcome::Unchanged);
         }
     }
@@ -173,20 +249,17 @@ pub async fn deploy(
     let deployment = format!("{bits:08x}");
     let mut new_names = Vec::new();
     let mut upstreams = Vec::new();
-    for k in 0..entry.replicas as usize {
-        let alias = format!("rfa-fn-{}-{deployment}-{k}", entry.name);
+    for k in 0..d.run.replicas as usize {
+        let alias = format!("rfa-fn-{}-{deployment}-{k}", d.name);
         let upstream = format!("{alias}:{FUNCTION_PORT}");
         let mut labels = p.instance.labels(Role::Function);
-        labels.insert(LABEL_FUNCTION.into(), entry.name.clone());
-        labels.insert(LABEL_KIND.into(), entry.kind.to_string());
+        labels.insert(LABEL_FUNCTION.into(), d.name.clone());
+        labels.insert(LABEL_KIND.into(), d.kind.to_string());
         labels.insert(LABEL_SPEC.into(), spec_hash.clone());
         labels.insert(LABEL_DEPLOYMENT.into(), deployment.clone());
         labels.insert(LABEL_UPSTREAM.into(), upstream.clone());
         let spec = ContainerSpec {
-            name: format!(
-                "{}-{deployment}",
-                p.instance.function_container(&entry.name, k)
-            ),
+            name: format!("{}-{deployment}", p.instance.function_container(&d.name, k)),
             aliases: vec![alias],
             labels,
             ..template.clone()
@@ -212,7 +285,7 @@ pub async fn deploy(
         bail!("{e}\n{previous}");
     }
 
-    if let Err(e) = register(p, entry, &image.tag, upstreams).await {
+    if let Err(e) = register(p, d, upstreams).await {
         discard(p, &new_names).await;
         return Err(e);
     }
@@ -227,26 +300,22 @@ pub async fn deploy(
     }
     for (k, name) in new_names.iter().enumerate() {
         p.engine
-            .rename(name, &p.instance.function_container(&entry.name, k))
+            .rename(name, &p.instance.function_container(&d.name, k))
             .await?;
     }
     Ok(Outcome::Deployed)
 }
 
-async fn register(
-    p: &Platform,
-    entry: &Entry,
-    image: &str,
-    upstreams: Vec<String>,
-) -> anyhow::Result<()> {
+async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::Result<()> {
     p.gateway
         .put(&FunctionRoute {
-            name: entry.name.clone(),
-            kind: entry.kind,
+            name: d.name.clone(),
+            kind: d.kind,
             upstreams,
-            image: image.to_string(),
-            deployed_at: rfa_wire::time::now(),
+            image: d.image.clone(),
+            deployed_at: d.deployed_at.clone(),
             queue: None,
+            run: Some(d.run.clone()),
         })
         .await
 }

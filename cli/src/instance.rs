@@ -116,6 +116,14 @@ impl Instance {
         }
     }
 
+    /// The image repository of function `name`'s images in this instance: `rfa-fn-<name>`, or
+    /// `rfa-fn-<name>-<instance>`. Each instance tags its own, so pruning one instance never
+    /// removes an image another still runs or would restore (a function name has no `-`, so
+    /// the two never collide). Equal content shares the image's layers either way.
+    pub fn function_image(&self, name: &str) -> String {
+        self.object(&format!("rfa-fn-{name}"))
+    }
+
     /// Labels of an object of this instance in `role`.
     pub fn labels(&self, role: Role) -> HashMap<String, String> {
         HashMap::from([

@@ -11,6 +11,7 @@ mod instance;
 mod paths;
 mod platform;
 mod progress;
+mod settings;
 mod shape;
 
 use rfaas_cli::{deploy_file, limits};

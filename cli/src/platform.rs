@@ -13,56 +13,143 @@ use crate::docker::{ContainerFile, ContainerSpec, Engine};
 use crate::instance::{Instance, LABEL_BASE, LABEL_SPEC, Role};
 use crate::limits;
 
-/// Where NATS comes from.
-#[derive(Debug, Clone)]
-pub enum NatsSource {
-    /// The host's `nats-server`, packed onto the base image (the default).
-    HostBinary(PathBuf),
-    /// A local image the user named (`--nats-image`).
-    Image(String),
-    /// A server rfaas does not run (`--nats-url`).
-    External(String),
-}
-
-/// What `startFaas` was asked for.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub bind: String,
-    pub port: u16,
-    pub nats: NatsSource,
-    pub otlp_endpoint: Option<String>,
-    pub base_image: Option<String>,
-    pub upstream_timeout: u64,
-    pub max_async_body: u64,
-    pub max_connections: u32,
-    pub header_timeout: u64,
-    pub max_headers: u32,
-    pub max_header_bytes: u32,
-}
+pub use crate::settings::{NatsSource, Settings};
 
 /// Where the proxy reads its admin token, on its data volume (not in its environment, where
 /// `docker inspect` would show it to anyone who may talk to the engine).
 pub const PROXY_TOKEN_DIR: &str = "/data";
 pub const PROXY_TOKEN_FILE: &str = "token";
 
-/// Reads the instance's admin token, creating it (mode 0600) when `create` is set.
-pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
+/// Where an admin token came from: named in every message about a token the gateway refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The `RFAAS_TOKEN` environment variable.
+    Env,
+    /// The instance's token file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Env => write!(f, "RFAAS_TOKEN"),
+            TokenSource::File(path) => write!(f, "the token file {}", path.display()),
+        }
+    }
+}
+
+/// The admin token a command uses, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: String,
+    pub source: TokenSource,
+}
+
+/// The fewest characters an admin token may have (a generated one has 64 hex digits).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// Checks that `token`, given by the user, is as hard to guess as a generated one: at least
+/// [`MIN_TOKEN_LEN`] characters of `A-Z a-z 0-9 - . _ ~ + / =` and not mostly one repeated
+/// pattern (at least 8 different characters). Returns what is wrong with it.
+pub fn check_token_strength(token: &str) -> Result<(), String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "it has {} characters and needs at least {MIN_TOKEN_LEN}",
+            token.chars().count()
+        ));
+    }
+    if let Some(bad) = token
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~+/=".contains(*c)))
+    {
+        return Err(format!(
+            "it holds {bad:?}: use only A-Z a-z 0-9 - . _ ~ + / ="
+        ));
+    }
+    let distinct: std::collections::BTreeSet<char> = token.chars().collect();
+    if distinct.len() < 8 {
+        return Err(format!(
+            "it uses only {} different characters: it is too easy to guess",
+            distinct.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The admin token of a running instance: `RFAAS_TOKEN` if set, else the token file.
+pub fn admin_token(instance: &Instance) -> anyhow::Result<Token> {
     if let Ok(t) = std::env::var(env::TOKEN)
         && !t.is_empty()
     {
-        return Ok(t);
+        return Ok(Token {
+            value: t,
+            source: TokenSource::Env,
+        });
     }
     let path = instance.token_path()?;
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) | Err(_) if !create => bail!(
-            "no admin token at {}: start the platform with `proxyCli startFaas{}` or set RFAAS_TOKEN",
+        Ok(t) if !t.trim().is_empty() => Ok(Token {
+            value: t.trim().to_string(),
+            source: TokenSource::File(path),
+        }),
+        _ => bail!(
+            "no admin token at {}: start the platform with `proxyCli startFaas{}` (it writes one), \
+             or set RFAAS_TOKEN to the platform's token",
             path.display(),
             instance_flag(instance)
         ),
-        _ => {}
     }
-    write_token(&path)
+}
+
+/// Reads the instance's admin token (see [`admin_token`]); `create` is for `startFaas`, see
+/// [`startup_token`].
+pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
+    if create {
+        return Ok(startup_token(instance)?.0);
+    }
+    Ok(admin_token(instance)?.value)
+}
+
+/// The token `startFaas` gives the gateway, and a line to tell the user when it is new to the
+/// token file. With `RFAAS_TOKEN` set, that token must be strong (else an error) and becomes the
+/// instance's token: it is written to the token file too, so the file, the variable and the
+/// gateway agree. Otherwise the token file's, created (random, mode 0600) if missing.
+pub fn startup_token(instance: &Instance) -> anyhow::Result<(String, Option<String>)> {
+    let path = instance.token_path()?;
+    let kept = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Ok(t) = std::env::var(env::TOKEN)
+        && !t.is_empty()
+    {
+        if let Err(why) = check_token_strength(&t) {
+            bail!(
+                "RFAAS_TOKEN is too weak to be the admin token: {why}. Give a random one (e.g. \
+                 `export RFAAS_TOKEN=$(openssl rand -hex 32)`), or unset RFAAS_TOKEN and startFaas \
+                 uses the token in {} (made for you if missing)",
+                path.display()
+            );
+        }
+        if kept.as_deref() == Some(t.as_str()) {
+            return Ok((t, None));
+        }
+        write_token_value(&path, &t)?;
+        let note = format!(
+            "admin token: taken from RFAAS_TOKEN and saved to {}{}",
+            path.display(),
+            if kept.is_some() {
+                " (it replaces the token that was there)"
+            } else {
+                ""
+            }
+        );
+        return Ok((t, Some(note)));
+    }
+    match kept {
+        Some(t) => Ok((t, None)),
+        None => Ok((write_token(&path)?, None)),
+    }
 }
 
 /// Replaces the instance's admin token with a new random one in its file (mode 0600); returns
@@ -85,9 +172,24 @@ pub fn rotate_token(instance: &Instance) -> anyhow::Result<(String, Option<Strin
     Ok((new, old))
 }
 
-/// Writes a new random token to `path` (mode 0600): to a temporary file first, then renamed
-/// over the old one, so a reader never sees a half-written token.
+/// Writes a new random token to `path` (mode 0600).
 fn write_token(path: &Path) -> anyhow::Result<String> {
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_token_value(path, &token)?;
+    Ok(token)
+}
+
+/// Writes `token` to `path` (mode 0600, its directory 0700): to a temporary file first, then
+/// renamed over the old one, so a reader never sees a half-written token.
+fn write_token_value(path: &Path, token: &str) -> anyhow::Result<()> {
+    write_private(path, token.as_bytes())
+        .with_context(|| format!("cannot write the admin token to {}", path.display()))
+}
+
+/// Writes `contents` to `path` atomically, readable by this user only (0600; the directory
+/// 0700 when it is made).
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
@@ -97,8 +199,6 @@ fn write_token(path: &Path) -> anyhow::Result<String> {
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let bytes: [u8; 32] = rand::random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -106,12 +206,11 @@ fn write_token(path: &Path) -> anyhow::Result<String> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .with_context(|| format!("cannot write the admin token to {}", tmp.display()))?;
-    f.write_all(token.as_bytes())?;
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
-    Ok(token)
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// ` --instance <name>` for messages, or nothing for the default instance.
@@ -145,9 +244,20 @@ pub async fn gateway_url(engine: &Engine, instance: &Instance) -> anyhow::Result
         .and_then(|mut p| p.remove(&format!("{PROXY_PORT}/tcp")))
         .flatten()
         .and_then(|b| b.into_iter().find_map(|b| b.host_ip))
-        .filter(|ip| !ip.is_empty() && ip != "0.0.0.0")
+        .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| "127.0.0.1".to_string());
-    Ok(format!("http://{ip}:{port}"))
+    Ok(format!("http://{}:{port}", url_host(&ip)))
+}
+
+/// `ip` as the host part of a URL reaching a gateway published on it: IPv6 in brackets, and
+/// an all-addresses bind (`0.0.0.0`, `::`) reached on the matching loopback.
+pub fn url_host(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        Ok(std::net::IpAddr::V6(v6)) if v6.is_unspecified() => "[::1]".to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => ip.to_string(),
+    }
 }
 
 /// The URL of NATS as containers on the network see it.
@@ -379,4 +489,33 @@ pub async fn wait_healthy(
         "{name} did not become healthy within {} s ({last}).\nIts last log lines:\n{logs}",
         timeout.as_secs()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_tokens_must_be_as_strong_as_generated_ones() {
+        assert!(check_token_strength(&"0123456789abcdef".repeat(4)).is_ok());
+        assert!(check_token_strength("Zq8-Yp7.Xo6_Wn5~Vm4+Ul3/Tk2=Sj1Ri0").is_ok());
+        let short = check_token_strength("abc").unwrap_err();
+        assert!(
+            short.contains("3 characters") && short.contains("32"),
+            "{short}"
+        );
+        let odd = check_token_strength(&format!("{} x", "a1b2c3d4e5".repeat(4))).unwrap_err();
+        assert!(odd.contains("' '"), "{odd}");
+        let dull = check_token_strength(&"ab".repeat(20)).unwrap_err();
+        assert!(dull.contains("2 different"), "{dull}");
+    }
+
+    #[test]
+    fn ipv6_gateway_addresses_are_bracketed() {
+        assert_eq!(url_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(url_host("0.0.0.0"), "127.0.0.1");
+        assert_eq!(url_host("::1"), "[::1]");
+        assert_eq!(url_host("::"), "[::1]");
+        assert_eq!(url_host("fd00::5"), "[fd00::5]");
+    }
 }

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -118,30 +118,11 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Ok(v) => req.headers_mut().insert(rfa_wire::headers::TARGET, v),
         Err(_) => req.headers_mut().remove(rfa_wire::headers::TARGET),
     };
-    let result = proxy(
-        &state,
-        &upstream,
-        &rest,
-        req,
-        state.config.max_body,
-        &name,
-        &span,
-    )
-    .await
-    .and_then(|response| misdirected(response, &name));
-    let response = match result {
+    let response = match call(&state, &name, &rest, upstream, req, &span).await {
         Ok(response) => response,
         Err(e) => {
             let _in_span = span.context().clone().attach();
-            tracing::warn!(function = %name, upstream = %upstream, error = %e, "call failed");
-            if let ProxyError::Upstream {
-                unreachable: true, ..
-            } = e
-            {
-                // Skip this replica for a while, so that one dead replica does not fail every
-                // n-th call until the CLI or Docker replaces it.
-                state.routes.eject(&upstream, crate::routes::EJECT_FOR);
-            }
+            tracing::warn!(function = %name, error = %e, "call failed");
             e.into_response()
         }
     };
@@ -149,6 +130,120 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         .metrics
         .invocation(&name, response.status().as_u16(), Some(started.elapsed()));
     finish(&span, response)
+}
+
+/// Sends a call to `upstream`, and when that replica cannot be reached and nothing of the call
+/// was sent (no connection, or a `421` from a container that took its address, before the body
+/// was read), to another replica of the function at once: a call fails only when no healthy
+/// replica is left. Every unreachable replica is ejected until its health check passes.
+async fn call(
+    state: &SharedState,
+    name: &str,
+    rest: &str,
+    upstream: String,
+    req: Request,
+    span: &RequestSpan,
+) -> Result<Response, ProxyError> {
+    let limit = state.config.max_body;
+    if state.routes.replica_count(name) < 2 {
+        let result = proxy(state, &upstream, rest, req, limit, name, span)
+            .await
+            .and_then(|response| misdirected(response, name));
+        if let Err(ProxyError::Upstream {
+            unreachable: true, ..
+        }) = &result
+        {
+            crate::health::eject(state, name, &upstream);
+        }
+        return result;
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut upstream = upstream;
+    let mut tried = Vec::new();
+    loop {
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let attempt = Request::from_parts(parts.clone(), Body::new(Replayable::new(slot.clone())));
+        let result = proxy(state, &upstream, rest, attempt, limit, name, span)
+            .await
+            .and_then(|response| misdirected(response, name));
+        let Err(
+            e @ ProxyError::Upstream {
+                unreachable: true, ..
+            },
+        ) = result
+        else {
+            return result;
+        };
+        crate::health::eject(state, name, &upstream);
+        tried.push(upstream);
+        let unsent = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (unsent, state.routes.pick_other(name, &tried)) {
+            (Some(unsent), Some(next)) => {
+                tracing::info!(function = name, failed = %e, to = %next, "retrying the call on another replica");
+                body = unsent;
+                upstream = next;
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// A request body that can be taken back, whole, as long as the upstream client has not started
+/// reading it: it moves out of `slot` on the first read. A call that could not connect never
+/// reads its body, so it can be sent to another replica.
+struct Replayable {
+    slot: Arc<Mutex<Option<Body>>>,
+    taken: Option<Body>,
+    end: bool,
+    hint: SizeHint,
+}
+
+impl Replayable {
+    fn new(slot: Arc<Mutex<Option<Body>>>) -> Replayable {
+        let (end, hint) = match slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(b) => (b.is_end_stream(), b.size_hint()),
+            None => (true, SizeHint::with_exact(0)),
+        };
+        Replayable {
+            slot,
+            taken: None,
+            end,
+            hint,
+        }
+    }
+}
+
+impl HttpBody for Replayable {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.taken.is_none() {
+            this.taken = this.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        match this.taken.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.taken {
+            Some(body) => body.is_end_stream(),
+            None => self.end,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.taken {
+            Some(body) => body.size_hint(),
+            None => self.hint,
+        }
+    }
 }
 
 /// A `421` naming another function in `rfa-target` means the upstream's address now belongs to a

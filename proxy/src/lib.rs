@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod metrics;
 pub mod routes;
 pub mod server;

@@ -280,6 +280,7 @@ mod tests {
             image: String::new(),
             deployed_at: String::new(),
             queue: None,
+            run: None,
         }
     }
 

@@ -2,10 +2,10 @@
 //! it is persisted to `<data_dir>/routes.json` (written to a temporary file, synced, then renamed
 //! over the old one) so a restarted gateway serves the same functions at once.
 //!
-//! Replicas that could not be reached are skipped for [`EJECT_FOR`] (passive health checking):
-//! calls go round robin over the others, or, when every replica of a function is ejected, over
-//! all of them as before. A new route for a function (the CLI writes one whenever its replicas
-//! change) clears its ejections.
+//! A replica that could not be reached is ejected (passive health checking): calls go round
+//! robin over the others, or, when every replica of a function is ejected, over all of them as
+//! before. It stays ejected until it answers its health check again (`health.rs` probes it) or a
+//! new route for its function (the CLI writes one whenever its replicas change) clears it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,14 +19,12 @@ use crate::ProxyError;
 
 const FILE: &str = "routes.json";
 
-/// How long a replica that could not be reached is skipped.
-pub const EJECT_FOR: Duration = Duration::from_secs(2);
-
 pub struct RouteTable {
     file: Option<PathBuf>,
     routes: RwLock<BTreeMap<String, FunctionRoute>>,
     next: AtomicUsize,
-    /// Upstream (`host:port`) → skipped until then.
+    /// Upstreams (`host:port`) skipped until they answer their health check again, with the
+    /// time each was ejected.
     ejected: Mutex<HashMap<String, Instant>>,
 }
 
@@ -71,12 +69,10 @@ impl RouteTable {
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let chosen = {
-            let mut ejected = self.ejected();
+            let ejected = self.ejected();
             if ejected.is_empty() {
                 i
             } else {
-                let now = Instant::now();
-                ejected.retain(|_, until| *until > now);
                 (0..n)
                     .map(|k| (i + k) % n)
                     .find(|&j| !ejected.contains_key(&route.upstreams[j]))
@@ -86,10 +82,51 @@ impl RouteTable {
         Ok((route.clone(), route.upstreams[chosen].clone()))
     }
 
-    /// Skips `upstream` for `duration` (it could not be reached).
-    pub fn eject(&self, upstream: &str, duration: Duration) {
-        self.ejected()
-            .insert(upstream.to_string(), Instant::now() + duration);
+    /// Another replica of `name` to retry a call on that could not reach any of `tried`: one
+    /// that is neither ejected nor tried, or `None`.
+    pub fn pick_other(&self, name: &str, tried: &[String]) -> Option<String> {
+        let routes = self.read();
+        let route = routes.get(name)?;
+        let ejected = self.ejected();
+        let n = route.upstreams.len();
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &route.upstreams[(i + k) % n])
+            .find(|u| !tried.contains(u) && !ejected.contains_key(*u))
+            .cloned()
+    }
+
+    /// How many replicas `name` has (0 for an unknown function).
+    pub fn replica_count(&self, name: &str) -> usize {
+        self.read().get(name).map_or(0, |r| r.upstreams.len())
+    }
+
+    /// Skips `upstream` (it could not be reached) until [`RouteTable::readmit`]; returns whether
+    /// it was not ejected yet (then the caller starts checking its health).
+    pub fn eject(&self, upstream: &str) -> bool {
+        let mut ejected = self.ejected();
+        if ejected.contains_key(upstream) {
+            return false;
+        }
+        ejected.insert(upstream.to_string(), Instant::now());
+        true
+    }
+
+    /// Sends calls to `upstream` again; returns how long it was ejected, if it was.
+    pub fn readmit(&self, upstream: &str) -> Option<Duration> {
+        self.ejected().remove(upstream).map(|since| since.elapsed())
+    }
+
+    /// Whether `upstream` is ejected now.
+    pub fn is_ejected(&self, upstream: &str) -> bool {
+        self.ejected().contains_key(upstream)
+    }
+
+    /// Whether some route still sends calls to `upstream`.
+    pub fn is_routed(&self, upstream: &str) -> bool {
+        self.read()
+            .values()
+            .any(|r| r.upstreams.iter().any(|u| u == upstream))
     }
 
     fn ejected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
@@ -171,6 +208,7 @@ mod tests {
             image: "img".into(),
             deployed_at: "now".into(),
             queue: None,
+            run: None,
         }
     }
 
@@ -202,17 +240,24 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_replicas_are_skipped_for_a_while() {
+    fn unreachable_replicas_are_skipped_until_readmitted() {
         let table = RouteTable::load(None).unwrap();
         table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
-        table.eject("y:1", Duration::from_secs(60));
+        assert!(table.eject("y:1"));
+        assert!(!table.eject("y:1"), "ejected once, checked once");
         let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
         assert!(!picks.contains(&"y:1".to_string()), "{picks:?}");
         assert!(picks.contains(&"x:1".to_string()) && picks.contains(&"z:1".to_string()));
 
+        // a retry goes to a replica neither tried nor ejected, until none is left
+        let other = table.pick_other("a", &["x:1".into()]).unwrap();
+        assert_eq!(other, "z:1");
+        assert_eq!(table.pick_other("a", &["x:1".into(), "z:1".into()]), None);
+        assert_eq!(table.pick_other("nope", &[]), None);
+
         // every replica ejected: calls still go out, round robin over all
-        table.eject("x:1", Duration::from_secs(60));
-        table.eject("z:1", Duration::from_secs(60));
+        table.eject("x:1");
+        table.eject("z:1");
         let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
@@ -221,10 +266,18 @@ mod tests {
         let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
-        // an ejection ends by itself
-        table.eject("x:1", Duration::from_millis(1));
+        // an ejection lasts until the replica is readmitted (its health check passed)
+        table.eject("x:1");
         std::thread::sleep(Duration::from_millis(5));
         let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        assert!(!picks.contains(&"x:1".to_string()), "{picks:?}");
+        assert!(table.readmit("x:1").is_some());
+        assert!(table.readmit("x:1").is_none());
+        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 10);
+
+        assert!(table.is_routed("x:1"));
+        table.remove("a").unwrap();
+        assert!(!table.is_routed("x:1"));
     }
 }

@@ -46,6 +46,27 @@ pub struct FunctionRoute {
     /// Async calls waiting and running, filled in by the gateway when it lists functions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueStats>,
+    /// How the function's replicas run, as last deployed: what a platform restart recreates
+    /// them from (absent in records written before rfaas kept it: such a function needs a
+    /// deploy after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSpec>,
+}
+
+/// Everything needed to run a function's replicas again from its image, without its sources:
+/// the deploy file's settings after validation. The platform's own settings (NATS and store
+/// URLs, tracing) are not in it: they are the running platform's at the time of the restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSpec {
+    pub replicas: u32,
+    /// The deploy file's `env`, in order, as `KEY=value`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids: i64,
+    pub max_inflight: u32,
 }
 
 /// The state of a function's async-call queue.

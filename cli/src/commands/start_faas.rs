@@ -9,20 +9,22 @@ use anyhow::{Context, bail};
 use rfa_wire::PROXY_PORT;
 
 use crate::docker::Engine;
+use crate::functions;
 use crate::images::{AppImage, BaseImage, UserImage};
 use crate::instance::{Instance, LABEL_SPEC, Role};
 use crate::paths;
 use crate::platform::{self, NatsSource, PlatformImages, Settings};
 use crate::progress::Progress;
+use crate::settings::{self, Given, Kept, NatsChoice};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Host port the gateway is published on (0: let Docker choose).
-    #[arg(long, default_value_t = PROXY_PORT)]
-    pub port: u16,
-    /// Host address the gateway is published on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub bind: String,
+    /// Host port the gateway is published on (0: let Docker choose) [default: 9999].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Host address the gateway is published on, IPv4 or IPv6 [default: 127.0.0.1].
+    #[arg(long)]
+    pub bind: Option<String>,
     /// Build the platform on this local image instead of the host-made base (it must have a
     /// glibc compatible with this host's).
     #[arg(long)]
@@ -36,26 +38,32 @@ pub struct Args {
     /// Send OpenTelemetry traces to this OTLP endpoint (passed to every container).
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
-    /// Seconds the gateway waits for a function's response headers before answering 504.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub upstream_timeout: u64,
-    /// Largest async call body the gateway accepts, in bytes (larger: 413).
-    #[arg(long, default_value_t = 256 * 1024)]
-    pub max_async_body: u64,
+    /// Seconds the gateway waits for a function's response headers before answering 504
+    /// [default: 60].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_timeout: Option<u64>,
+    /// Largest async call body the gateway accepts, in bytes (larger: 413) [default: 262144].
+    #[arg(long)]
+    pub max_async_body: Option<u64>,
     /// Most client connections the gateway holds open at once; past it a new connection gets
-    /// 503 with Retry-After and is closed.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_connections: u32,
+    /// 503 with Retry-After and is closed [default: 1024].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: Option<u32>,
     /// Seconds a client has to send a whole request head; it is also how long an idle
-    /// keep-alive connection stays open.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
-    /// Most header fields in one request (more: 431).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_headers: u32,
-    /// Largest request head (request line and headers) in bytes (larger: 431).
-    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
-    pub max_header_bytes: u32,
+    /// keep-alive connection stays open [default: 10].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: Option<u64>,
+    /// Most header fields in one request (more: 431) [default: 100].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_headers: Option<u32>,
+    /// Largest request head (request line and headers) in bytes (larger: 431) [default: 16384].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: Option<u32>,
+    /// Forget the settings this instance was started with before: every value not given as a
+    /// flag takes its default. (Without it, a value not given keeps the one the instance last
+    /// ran with.)
+    #[arg(long)]
+    pub defaults: bool,
     /// Replace the admin token with a new one: the token file gets it, the running gateway
     /// reloads it without a restart, and the old token is refused from then on.
     #[arg(long)]
@@ -64,36 +72,17 @@ pub struct Args {
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let progress = Progress::new();
-    let bind: IpAddr = args.bind.parse().with_context(|| {
-        format!(
-            "--bind '{}' is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
-            args.bind
-        )
-    })?;
-    if let Some(warning) = bind_warning(bind, args.port) {
-        eprintln!("{warning}");
-    }
-    let nats = match (&args.nats_url, &args.nats_image) {
-        (Some(url), _) => {
-            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
-                bail!("--nats-url '{url}' must start with nats:// (e.g. nats://host.docker.internal:4222)");
-            }
-            NatsSource::External(url.clone())
-        }
-        (None, Some(image)) => NatsSource::Image(image.clone()),
-        (None, None) => NatsSource::HostBinary(paths::find_nats_server().context(
-            "nats-server is not installed on this host, and rfaas runs NATS from it. Install it \
-             (Debian/Ubuntu: `sudo apt-get install nats-server`), or pass --nats-image <local image> \
-             or --nats-url nats://…",
-        )?),
+    let settings_file = settings::path(instance)?;
+    let kept = if args.defaults {
+        None
+    } else {
+        settings::load(&settings_file)?
     };
-    if let Some(endpoint) = &args.otlp_endpoint {
-        check_otlp_endpoint(endpoint)?;
-    }
-    let settings = Settings {
-        bind: bind.to_string(),
+    let given = Given {
+        bind: args.bind,
         port: args.port,
-        nats,
+        nats_image: args.nats_image,
+        nats_url: args.nats_url,
         otlp_endpoint: args.otlp_endpoint,
         base_image: args.base_image,
         upstream_timeout: args.upstream_timeout,
@@ -103,13 +92,33 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         max_headers: args.max_headers,
         max_header_bytes: args.max_header_bytes,
     };
+    let (wanted, setting_changes) = settings::resolve(&given, kept.as_ref());
+    let settings = check_settings(&wanted).map_err(|e| {
+        if kept.is_some() {
+            anyhow::anyhow!(
+                "{e:#} (values not given as flags are the ones kept in {}; --defaults forgets them)",
+                settings_file.display()
+            )
+        } else {
+            e
+        }
+    })?;
+    if let Some(warning) = settings
+        .bind
+        .parse()
+        .ok()
+        .and_then(|bind| bind_warning(bind, settings.port))
+    {
+        eprintln!("{warning}");
+    }
 
     let engine = Engine::connect().await?;
-    let (token, replaced) = if args.rotate_token {
+    let (token, replaced, token_note) = if args.rotate_token {
         let (new, old) = platform::rotate_token(instance)?;
-        (new, Some(old))
+        (new, Some(old), None)
     } else {
-        (platform::token(instance, true)?, None)
+        let (token, note) = platform::startup_token(instance)?;
+        (token, None, note)
     };
     check_port_free(&engine, instance, &settings).await?;
 
@@ -154,6 +163,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         NatsSource::External(_) => None,
     };
     progress.done();
+    // Kept from here on, so that a plain startFaas repairs the platform as asked now even if
+    // this run fails part way.
+    settings::save(&settings_file, &wanted)?;
     let images = PlatformImages {
         base: base.tag.clone(),
         nats: nats_image,
@@ -264,8 +276,13 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
     }
 
+    // Functions the platform ran before a restart (or whose replicas were removed): run them
+    // again from their kept images and settings before saying the platform is up.
+    let not_restored = restore_functions(instance, &progress, &mut changed).await?;
+
     let url = platform::gateway_url(&engine, instance).await?;
     let token_path = instance.token_path()?;
+    changed.extend(setting_changes.iter().map(|c| format!("changed {c}")));
     if changed.is_empty() {
         println!("rfaas is already up and unchanged: {url}");
     } else {
@@ -277,8 +294,95 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     if let Some(old) = replaced {
         report_rotation(&url, &token, old.as_deref(), &token_path).await?;
     }
+    if let Some(note) = token_note {
+        println!("{note}");
+    }
     println!("admin token: {}", token_path.display());
+    for (name, why) in &not_restored {
+        eprintln!(
+            "warning: function '{name}' was not restored: {why} (`proxyCli deploy <deploy.json>{}`)",
+            platform::instance_flag(instance)
+        );
+    }
     Ok(())
+}
+
+/// Recreates the replicas of every routed function that no running container serves (after
+/// `stopFaas`, or when they were removed by hand). Returns the functions it could not restore,
+/// with the reason.
+async fn restore_functions(
+    instance: &Instance,
+    progress: &Progress,
+    changed: &mut Vec<String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let p = functions::Platform::connect(instance).await?;
+    let routes = p.gateway.list().await?;
+    let mut replicas = functions::by_function(p.all_replicas().await?);
+    let mut failed = Vec::new();
+    let mut todo = Vec::new();
+    for route in routes {
+        let current = replicas.remove(&route.name).unwrap_or_default();
+        if !functions::route_served(&route, &current) {
+            todo.push(route);
+        }
+    }
+    for route in todo {
+        progress.step(&format!("restoring function '{}'", route.name));
+        match functions::restore(&p, &route, progress).await {
+            Ok(_) => changed.push(format!(
+                "restored function '{}' ({} replica{})",
+                route.name,
+                route.run.as_ref().map_or(0, |r| r.replicas),
+                if route.run.as_ref().is_some_and(|r| r.replicas == 1) {
+                    ""
+                } else {
+                    "s"
+                }
+            )),
+            Err(e) => failed.push((route.name.clone(), e.to_string())),
+        }
+    }
+    Ok(failed)
+}
+
+/// Checks the resolved settings and turns them into what this run uses.
+fn check_settings(k: &Kept) -> anyhow::Result<Settings> {
+    let bind: IpAddr = k.bind.parse().with_context(|| {
+        format!(
+            "--bind '{}' is not an IP address (e.g. 127.0.0.1, ::1 or 0.0.0.0)",
+            k.bind
+        )
+    })?;
+    let nats = match &k.nats {
+        NatsChoice::Url(url) => {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                bail!("--nats-url '{url}' must start with nats:// (e.g. nats://host.docker.internal:4222)");
+            }
+            NatsSource::External(url.clone())
+        }
+        NatsChoice::Image(image) => NatsSource::Image(image.clone()),
+        NatsChoice::HostBinary => NatsSource::HostBinary(paths::find_nats_server().context(
+            "nats-server is not installed on this host, and rfaas runs NATS from it. Install it \
+             (Debian/Ubuntu: `sudo apt-get install nats-server`), or pass --nats-image <local image> \
+             or --nats-url nats://…",
+        )?),
+    };
+    if let Some(endpoint) = &k.otlp_endpoint {
+        check_otlp_endpoint(endpoint)?;
+    }
+    Ok(Settings {
+        bind: bind.to_string(),
+        port: k.port,
+        nats,
+        otlp_endpoint: k.otlp_endpoint.clone(),
+        base_image: k.base_image.clone(),
+        upstream_timeout: k.upstream_timeout,
+        max_async_body: k.max_async_body,
+        max_connections: k.max_connections,
+        header_timeout: k.header_timeout,
+        max_headers: k.max_headers,
+        max_header_bytes: k.max_header_bytes,
+    })
 }
 
 /// What `/system/functions` answers `token` with.

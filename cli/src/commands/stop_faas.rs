@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::docker::Engine;
 use crate::instance::{Instance, LABEL_INSTANCE, LABEL_MANAGED, Role};
 
@@ -40,6 +42,17 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&generated)?;
             removed.push(format!("generated crates in {}", generated.display()));
         }
+        // Its token and kept settings: a pruned instance starts over like a new one.
+        for file in [instance.token_path()?, crate::settings::path(instance)?] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => removed.push(format!("file {}", file.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(anyhow::anyhow!(e))
+                        .with_context(|| format!("cannot remove {}", file.display()));
+                }
+            }
+        }
     }
     if removed.is_empty() {
         println!(
@@ -54,8 +67,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes rfaas images no container uses: function images always, the shared platform images
-/// (base, proxy, store, NATS) only when no other instance still has containers.
+/// Removes rfaas images no container uses: this instance's function images (its own tags), and
+/// the shared platform images (base, proxy, store, NATS) only when no other instance still has
+/// containers or volumes (a stopped instance restarts from them).
 async fn prune_images(engine: &Engine, instance: &Instance) -> anyhow::Result<Vec<String>> {
     use std::collections::HashMap;
     let others = engine
@@ -70,7 +84,12 @@ async fn prune_images(engine: &Engine, instance: &Instance) -> anyhow::Result<Ve
                 .as_ref()
                 .and_then(|l| l.get(LABEL_INSTANCE))
                 .is_some_and(|i| i != instance.label())
-        });
+        })
+        || engine
+            .list_volume_instances()
+            .await?
+            .iter()
+            .any(|i| i != instance.label());
     let mut removed = Vec::new();
     let images = engine
         .list_images(HashMap::from([(
@@ -91,14 +110,33 @@ async fn prune_images(engine: &Engine, instance: &Instance) -> anyhow::Result<Ve
             .get(crate::instance::LABEL_ROLE)
             .cloned()
             .unwrap_or_default();
-        if others && role != Role::Function.as_str() {
-            continue;
-        }
         let tags: Vec<&String> = image
             .repo_tags
             .iter()
             .filter(|t| *t != "<none>:<none>")
             .collect();
+        let tags: Vec<&String> = if role == Role::Function.as_str() {
+            // Each instance tags its own function images (`Instance::function_image`): only
+            // this instance's tags go; an image another instance tags stays (untagging ours
+            // deletes nothing of it).
+            let Some(function) = image.labels.get(crate::instance::LABEL_FUNCTION) else {
+                continue;
+            };
+            let repo = format!("{}:", instance.function_image(function));
+            let ours: Vec<&String> = tags
+                .iter()
+                .copied()
+                .filter(|t| t.starts_with(&repo))
+                .collect();
+            if ours.is_empty() && !tags.is_empty() {
+                continue;
+            }
+            ours
+        } else if others {
+            continue;
+        } else {
+            tags
+        };
         if tags.is_empty() {
             // Left untagged by a rebuild: remove it by id.
             if engine.remove_image(&image.id).await? {
