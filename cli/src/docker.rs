@@ -45,7 +45,7 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     /// Map `host.docker.internal` to the host.
     pub host_gateway: bool,
-    /// Run as the non-root user rfaas images carry ([`crate::images::UID`]) with a read-only
+    /// Run as the non-root user rfaas images carry ([`crate::limits::UID`]) with a read-only
     /// root filesystem (a small `noexec,nosuid` tmpfs at `/tmp`), every capability dropped and
     /// `no-new-privileges`.
     pub hardened: bool,
@@ -272,23 +272,31 @@ impl Engine {
         Ok(true)
     }
 
-    /// The `io.rfaas.instance` label of every rfaas volume (one entry per volume).
-    pub async fn list_volume_instances(&self) -> anyhow::Result<Vec<String>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}=true", crate::instance::LABEL_MANAGED)],
-        )]);
+    /// The volumes matching `filters`.
+    async fn list_volumes(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<bollard::models::Volume>> {
         let options = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
+            .filters(filters)
             .build();
         let list = self
             .docker
             .list_volumes(Some(options))
             .await
             .context("cannot list volumes")?;
-        Ok(list
-            .volumes
-            .unwrap_or_default()
+        Ok(list.volumes.unwrap_or_default())
+    }
+
+    /// The `io.rfaas.instance` label of every rfaas volume (one entry per volume).
+    pub async fn list_volume_instances(&self) -> anyhow::Result<Vec<String>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", crate::instance::LABEL_MANAGED)],
+        )]);
+        Ok(self
+            .list_volumes(&filters)
+            .await?
             .into_iter()
             .filter_map(|v| v.labels.get(crate::instance::LABEL_INSTANCE).cloned())
             .collect())
@@ -299,16 +307,8 @@ impl Engine {
         &self,
         filters: HashMap<String, Vec<String>>,
     ) -> anyhow::Result<Vec<String>> {
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_volumes(Some(options))
-            .await
-            .context("cannot list volumes")?;
         let mut removed = Vec::new();
-        for v in list.volumes.unwrap_or_default() {
+        for v in self.list_volumes(&filters).await? {
             let options = RemoveVolumeOptionsBuilder::default().build();
             match self.docker.remove_volume(&v.name, Some(options)).await {
                 Ok(()) => removed.push(v.name),
@@ -386,7 +386,7 @@ impl Engine {
                 TMPFS_OPTIONS.to_string(),
             )]));
             // Explicit, so an image that forgot its USER line still runs non-root.
-            let uid = crate::images::UID;
+            let uid = crate::limits::UID;
             user = Some(format!("{uid}:{uid}"));
         }
         if spec.host_gateway {
@@ -467,20 +467,9 @@ impl Engine {
     /// there.
     pub async fn put_files(&self, name: &str, files: &[ContainerFile]) -> anyhow::Result<()> {
         for file in files {
-            let mut archive = tar::Builder::new(Vec::new());
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(file.contents.len() as u64);
-            header.set_mode(file.mode);
-            header.set_uid(file.owner);
-            header.set_gid(file.owner);
-            header.set_mtime(0);
-            archive
-                .append_data(&mut header, &file.name, file.contents.as_slice())
-                .context("cannot pack a file for a container")?;
-            let tar = archive
-                .into_inner()
-                .context("cannot pack a file for a container")?;
+            let tar =
+                crate::archive::single_file(&file.name, &file.contents, file.mode, file.owner)
+                    .context("cannot pack a file for a container")?;
             let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
                 .path(&file.dir)
                 .build();

@@ -7,7 +7,8 @@
 //! so it is rebuilt only when its inputs change. Every other image is `FROM rfa-base` plus one
 //! layer holding `/app/main` (and any library the base lacks), again tagged by content hash.
 //!
-//! This module only assembles build contexts; `docker` sends them to the engine.
+//! This module assembles each image's build context (a tar made here, see `archive`) and has
+//! the engine build it (`ensure`, through `docker::Engine`) unless an image with its tag exists.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -15,11 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+use crate::archive;
 use crate::docker::Engine;
 use crate::instance::{LABEL_FUNCTION, LABEL_MANAGED, LABEL_ROLE, Role};
-
-/// The non-root user every rfaas container runs as.
-pub const UID: u64 = 10001;
+use crate::limits::UID;
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -39,23 +39,12 @@ impl RootFs {
         }
     }
 
-    fn header(kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(uid);
-        h.set_gid(uid);
-        h.set_mtime(0);
-        h.set_size(size);
-        h
-    }
-
     fn dir(&mut self, path: &str, mode: u32, uid: u64) -> anyhow::Result<()> {
         let rel = path.trim_start_matches('/');
         if !self.added.insert(PathBuf::from(rel)) {
             return Ok(());
         }
-        let mut h = Self::header(tar::EntryType::Directory, mode, uid, 0);
+        let mut h = archive::header(tar::EntryType::Directory, mode, uid, 0);
         self.tar
             .append_data(&mut h, format!("{rel}/"), std::io::empty())?;
         Ok(())
@@ -67,7 +56,7 @@ impl RootFs {
         if !self.added.insert(PathBuf::from(&rel)) {
             return Ok(());
         }
-        let mut h = Self::header(tar::EntryType::Regular, mode, 0, data.len() as u64);
+        let mut h = archive::header(tar::EntryType::Regular, mode, 0, data.len() as u64);
         self.tar.append_data(&mut h, rel, data)?;
         Ok(())
     }
@@ -78,7 +67,7 @@ impl RootFs {
         if !self.added.insert(rel.clone()) {
             return Ok(());
         }
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0, 0);
+        let mut h = archive::header(tar::EntryType::Symlink, 0o777, 0, 0);
         self.tar.append_link(&mut h, rel, target)?;
         Ok(())
     }
@@ -501,7 +490,7 @@ fn check_image_ref(image: &str) -> anyhow::Result<()> {
 fn context(dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |name: &str, data: &[u8]| -> anyhow::Result<()> {
-        let mut h = RootFs::header(tar::EntryType::Regular, 0o644, 0, data.len() as u64);
+        let mut h = crate::archive::header(tar::EntryType::Regular, 0o644, 0, data.len() as u64);
         tar.append_data(&mut h, name, data)?;
         Ok(())
     };

@@ -1,5 +1,9 @@
-//! The resource limits every container rfaas starts gets, in one place. A function's deploy
+//! The user and resource limits every container rfaas starts gets, in one place. A function's deploy
 //! entry can change its own (`memory`, `cpus`, `pids`); the platform's are fixed.
+
+/// The non-root user (and group) every rfaas container runs as; the base image's `passwd`
+/// names it `rfaas`.
+pub const UID: u64 = 10001;
 
 /// Memory (and memory+swap: no swap) of NATS, the store and the gateway.
 pub const PLATFORM_MEMORY: i64 = 512 << 20;

@@ -183,34 +183,8 @@ fn write_token(path: &Path) -> anyhow::Result<String> {
 /// Writes `token` to `path` (mode 0600, its directory 0700): to a temporary file first, then
 /// renamed over the old one, so a reader never sees a half-written token.
 fn write_token_value(path: &Path, token: &str) -> anyhow::Result<()> {
-    write_private(path, token.as_bytes())
+    crate::paths::write_private(path, token.as_bytes())
         .with_context(|| format!("cannot write the admin token to {}", path.display()))
-}
-
-/// Writes `contents` to `path` atomically, readable by this user only (0600; the directory
-/// 0700 when it is made).
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// ` --instance <name>` for messages, or nothing for the default instance.
@@ -278,7 +252,7 @@ pub fn specs(
     let net = instance.network();
     let nats_url = nats_url(instance, settings);
     let mut otel = Vec::new();
-    if let Some(endpoint) = &settings.otlp_endpoint {
+    if let Some(endpoint) = &settings.kept.otlp_endpoint {
         otel.push(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"));
     }
     let mut out = Vec::new();
@@ -348,12 +322,20 @@ pub fn specs(
         format!("{}={nats_url}", env::NATS_URL),
         format!("{}=/data", env::DATA_DIR),
         format!("{}={PROXY_PORT}", env::PORT),
-        format!("{}={}", env::UPSTREAM_TIMEOUT, settings.upstream_timeout),
-        format!("{}={}", env::MAX_ASYNC_BODY, settings.max_async_body),
-        format!("{}={}", env::MAX_CONNECTIONS, settings.max_connections),
-        format!("{}={}", env::HEADER_TIMEOUT, settings.header_timeout),
-        format!("{}={}", env::MAX_HEADERS, settings.max_headers),
-        format!("{}={}", env::MAX_HEADER_BYTES, settings.max_header_bytes),
+        format!(
+            "{}={}",
+            env::UPSTREAM_TIMEOUT,
+            settings.kept.upstream_timeout
+        ),
+        format!("{}={}", env::MAX_ASYNC_BODY, settings.kept.max_async_body),
+        format!("{}={}", env::MAX_CONNECTIONS, settings.kept.max_connections),
+        format!("{}={}", env::HEADER_TIMEOUT, settings.kept.header_timeout),
+        format!("{}={}", env::MAX_HEADERS, settings.kept.max_headers),
+        format!(
+            "{}={}",
+            env::MAX_HEADER_BYTES,
+            settings.kept.max_header_bytes
+        ),
     ];
     proxy_env.extend(otel);
     out.push((
@@ -365,7 +347,7 @@ pub fn specs(
             labels: instance.labels(Role::Proxy),
             network: net,
             aliases: vec![instance.proxy()],
-            publish: Some((settings.bind.clone(), settings.port, PROXY_PORT)),
+            publish: Some((settings.kept.bind.clone(), settings.kept.port, PROXY_PORT)),
             volumes: vec![(instance.proxy_volume(), "/data".into())],
             memory_bytes: Some(limits::PLATFORM_MEMORY),
             nano_cpus: Some(limits::default_nano_cpus(limits::PROXY_CPUS)),
@@ -393,7 +375,7 @@ pub fn proxy_token_file(token: &str) -> ContainerFile {
         name: PROXY_TOKEN_FILE.to_string(),
         contents: token.as_bytes().to_vec(),
         mode: 0o400,
-        owner: crate::images::UID,
+        owner: crate::limits::UID,
     }
 }
 
@@ -404,7 +386,7 @@ pub fn spec_hash(spec: &ContainerSpec) -> String {
         // A change to what hardening means recreates the containers that have the old one.
         h.update(format!(
             "hardened:{}:{}|",
-            crate::images::UID,
+            crate::limits::UID,
             crate::docker::TMPFS_OPTIONS
         ));
     }

@@ -22,20 +22,12 @@ pub enum NatsSource {
     External(String),
 }
 
-/// What `startFaas` runs the platform with, resolved for this run.
+/// What `startFaas` runs the platform with, resolved for this run: the kept values, and where
+/// NATS comes from looked up.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub bind: String,
-    pub port: u16,
+    pub kept: Kept,
     pub nats: NatsSource,
-    pub otlp_endpoint: Option<String>,
-    pub base_image: Option<String>,
-    pub upstream_timeout: u64,
-    pub max_async_body: u64,
-    pub max_connections: u32,
-    pub header_timeout: u64,
-    pub max_headers: u32,
-    pub max_header_bytes: u32,
 }
 
 /// Where NATS comes from, as kept (the host binary's path is looked up on each start).
@@ -135,7 +127,7 @@ pub fn load(file: &Path) -> anyhow::Result<Option<Kept>> {
 /// Keeps `kept` for the next `startFaas`.
 pub fn save(file: &Path, kept: &Kept) -> anyhow::Result<()> {
     let body = serde_json::to_vec_pretty(kept)?;
-    crate::platform::write_private(file, &body)
+    crate::paths::write_private(file, &body)
         .with_context(|| format!("cannot keep the platform's settings in {}", file.display()))
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan};
 use rfa_wire::headers;
 
-use crate::forward::{split_target, strip_hop_by_hop};
+use crate::target::{finish, server_span, split_target, strip_hop_by_hop};
 use crate::{ProxyError, SharedState};
 
 /// How long the gateway waits for JetStream to acknowledge a call before answering 503.
@@ -121,14 +121,14 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
         Ok(target) => target,
         Err(e) => return e.into_response(),
     };
-    let span = crate::forward::server_span(&req, Some(&name));
+    let span = server_span(&req, Some(&name));
     if state.routes.get(&name).is_none() {
-        return crate::forward::finish(&span, ProxyError::UnknownFunction(name).into_response());
+        return finish(&span, ProxyError::UnknownFunction(name).into_response());
     }
     let response = enqueue(&state, &name, &rest, req, &span)
         .with_context(span.context().clone())
         .await;
-    crate::forward::finish(&span, response)
+    finish(&span, response)
 }
 
 /// Queues `req` for function `name` at `rest` (its path inside the function).

@@ -22,6 +22,7 @@ pub mod health;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod target;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -26,10 +26,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use crate::Shared;
 use crate::db::{Committed, DbError, IfMatch};
 use crate::id::{ID_RULE, is_valid_id, new_id};
 use crate::writer::Change;
+use crate::{Shared, WriteError};
 
 /// Default page size of `GET /tables/<t>/docs`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -445,7 +445,11 @@ fn not_found(table: &str, id: &str) -> Problem {
     Problem::not_found(format!("no document {id:?} in table {table:?}"))
 }
 
-fn write_problem(e: DbError, table: &str, id: &str) -> Problem {
+fn write_problem(e: WriteError, table: &str, id: &str) -> Problem {
+    let e = match e {
+        WriteError::Refused(e) => e,
+        e @ WriteError::NotDurable(_) => return internal(&e),
+    };
     match e {
         DbError::NotFound => not_found(table, id),
         DbError::PreconditionFailed => Problem::new(

@@ -32,8 +32,8 @@
 //! * [`publisher`]: publishes durable outbox entries in seq order to
 //!   `rfa.store.<table>.<event>.<id>` with `Nats-Msg-Id: <store-instance-id>-<seq>`, removes
 //!   each after its PubAck, retries NATS forever, and publishes any backlog after a restart.
-//! * [`id`], [`time`], [`merge`]: document ids (ULID-like), RFC 3339 timestamps and JSON Merge
-//!   Patch.
+//! * [`id`], [`merge`]: document ids (ULID-like) and JSON Merge Patch (RFC 3339 timestamps
+//!   come from `rfa_wire::time`).
 //! * [`metrics`]: the `rfa_store_*` Prometheus families.
 //!
 //! [`run`] wires them together, in the style of mini-redis' `server::run`.
@@ -55,7 +55,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::db::{Committed, Db, DbError, IfMatch};
-use crate::flush::GroupCommit;
+use crate::flush::{FlushError, GroupCommit};
 use crate::metrics::Metrics;
 use crate::writer::{Change, Request, Writer};
 
@@ -125,6 +125,16 @@ pub struct Shared {
     pub(crate) metrics: Metrics,
 }
 
+/// Why a write got no `2xx`: the database refused it (nothing was written), or it committed
+/// and could not be made durable (its outcome is unknown).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] DbError),
+    #[error("the write is not known to be on disk: {0}")]
+    NotDurable(#[from] FlushError),
+}
+
 impl Shared {
     /// One write, answered once it is on disk. For a [`Change::Create`], `id` is the id to try
     /// first: the committed envelope has the one it got.
@@ -134,7 +144,7 @@ impl Shared {
         id: &str,
         change: Change,
         if_match: Option<IfMatch>,
-    ) -> Result<Committed, DbError> {
+    ) -> Result<Committed, WriteError> {
         let request = Request {
             table: table.to_string(),
             id: id.to_string(),

@@ -104,10 +104,11 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
     })?;
     if let Some(warning) = settings
+        .kept
         .bind
         .parse()
         .ok()
-        .and_then(|bind| bind_warning(bind, settings.port))
+        .and_then(|bind| bind_warning(bind, settings.kept.port))
     {
         eprintln!("{warning}");
     }
@@ -125,7 +126,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     // Images.
     let proxy_bin = paths::platform_binary("rfa-proxy")?;
     let store_bin = paths::platform_binary("rfa-store")?;
-    let base = match &settings.base_image {
+    let base = match &settings.kept.base_image {
         None => BaseImage::assemble()?,
         Some(image) => {
             if !engine.image_exists(image).await? {
@@ -371,17 +372,11 @@ fn check_settings(k: &Kept) -> anyhow::Result<Settings> {
         check_otlp_endpoint(endpoint)?;
     }
     Ok(Settings {
-        bind: bind.to_string(),
-        port: k.port,
+        kept: Kept {
+            bind: bind.to_string(),
+            ..k.clone()
+        },
         nats,
-        otlp_endpoint: k.otlp_endpoint.clone(),
-        base_image: k.base_image.clone(),
-        upstream_timeout: k.upstream_timeout,
-        max_async_body: k.max_async_body,
-        max_connections: k.max_connections,
-        header_timeout: k.header_timeout,
-        max_headers: k.max_headers,
-        max_header_bytes: k.max_header_bytes,
     })
 }
 
@@ -484,24 +479,24 @@ async fn check_port_free(
     instance: &Instance,
     settings: &Settings,
 ) -> anyhow::Result<()> {
-    if settings.port == 0 {
+    if settings.kept.port == 0 {
         return Ok(());
     }
     if let Some(c) = engine.inspect(&instance.proxy()).await? {
         let running = c.state.and_then(|s| s.running).unwrap_or(false);
         let ours = engine.published_port(&instance.proxy(), PROXY_PORT).await?;
-        if running && ours == Some(settings.port) {
+        if running && ours == Some(settings.kept.port) {
             return Ok(());
         }
     }
-    let addr = (settings.bind.as_str(), settings.port);
+    let addr = (settings.kept.bind.as_str(), settings.kept.port);
     match std::net::TcpListener::bind(addr) {
         Ok(_) => Ok(()),
         Err(e) => bail!(
             "port {} on {} is not free ({e}): stop what listens there, or start rfaas on another \
              port with --port <n>",
-            settings.port,
-            settings.bind
+            settings.kept.port,
+            settings.kept.bind
         ),
     }
 }
