@@ -151,7 +151,7 @@ impl StoreClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| StoreError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| StoreError::Unreachable(rfa_telemetry::error_chain(&e)))?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
@@ -298,18 +298,6 @@ fn encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// An error with its sources, for messages.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

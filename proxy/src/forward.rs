@@ -323,7 +323,7 @@ async fn proxy(
             }
             return Err(ProxyError::Upstream {
                 name: name.to_string(),
-                reason: error_chain(&e),
+                reason: rfa_telemetry::error_chain(&e),
                 unreachable: e.is_connect(),
             });
         }
@@ -366,17 +366,6 @@ fn add_forwarded(
     if let Ok(v) = HeaderValue::from_str(&format!("/functions/{name}")) {
         headers.insert("x-forwarded-prefix", v);
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A request body that fails once more than `limit` bytes have passed, and says so in `exceeded`.

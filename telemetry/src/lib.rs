@@ -21,6 +21,19 @@ pub use opentelemetry::context::FutureExt;
 pub use opentelemetry::{Context, KeyValue};
 pub use request::RequestSpan;
 
+/// An error with its sources, `outer: inner: innermost`, for log fields and messages (a
+/// connection error's useful part is usually a source: "dns error", "connection refused").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;

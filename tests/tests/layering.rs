@@ -11,7 +11,11 @@ fn metadata() -> serde_json::Value {
         .current_dir(root())
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("metadata JSON")
 }
 
@@ -58,11 +62,14 @@ fn add_dep(meta: &mut serde_json::Value, from: &str, to: &str) {
         .iter_mut()
         .find(|n| n["id"] == from.as_str())
         .unwrap();
-    node["deps"].as_array_mut().unwrap().push(serde_json::json!({
-        "name": "injected",
-        "pkg": to,
-        "dep_kinds": [{ "kind": null, "target": null }],
-    }));
+    node["deps"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "injected",
+            "pkg": to,
+            "dep_kinds": [{ "kind": null, "target": null }],
+        }));
 }
 
 #[test]
@@ -76,18 +83,33 @@ fn the_workspace_keeps_its_layering_rules() {
 fn deliberate_violations_fail_the_check_and_name_the_rule() {
     let clean = metadata();
     let cases = [
-        ("rfa-proxy", "rfaas-cli", "rfa-proxy must not depend on rfaas-cli"),
-        ("rfa-store", "bollard", "rfa-store must never depend on bollard"),
+        (
+            "rfa-proxy",
+            "rfaas-cli",
+            "rfa-proxy must not depend on rfaas-cli",
+        ),
+        (
+            "rfa-store",
+            "bollard",
+            "rfa-store must never depend on bollard",
+        ),
         ("method2", "serde", "method2 (a function) depends on serde"),
         ("rfa-wire", "axum", "rfa-wire must never depend on axum"),
         // Indirect: function-base through the store.
-        ("function-base", "rfa-store", "function-base must never depend on rfa-store"),
+        (
+            "function-base",
+            "rfa-store",
+            "function-base must never depend on rfa-store",
+        ),
     ];
     for (from, to, says) in cases {
         let mut meta = clean.clone();
         add_dep(&mut meta, from, to);
         let (code, out) = check(Some(&meta));
         assert_eq!(code, 1, "{from} -> {to} must fail the check:\n{out}");
-        assert!(out.contains(says), "{from} -> {to}: expected '{says}' in:\n{out}");
+        assert!(
+            out.contains(says),
+            "{from} -> {to}: expected '{says}' in:\n{out}"
+        );
     }
 }
