@@ -67,7 +67,8 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Ok(v) => req.headers_mut().insert(rfa_wire::headers::TARGET, v),
         Err(_) => req.headers_mut().remove(rfa_wire::headers::TARGET),
     };
-    let response = match call(&state, &name, &rest, upstream, req, &span).await {
+    let replicas = route.upstreams.len();
+    let response = match call(&state, &name, &rest, upstream, replicas, req, &span).await {
         Ok(response) => response,
         Err(e) => {
             let _in_span = span.context().clone().attach();
@@ -90,11 +91,12 @@ async fn call(
     name: &str,
     rest: &str,
     upstream: String,
+    replicas: usize,
     req: Request,
     span: &RequestSpan,
 ) -> Result<Response, ProxyError> {
     let limit = state.config.max_body;
-    if state.routes.replica_count(name) < 2 {
+    if replicas < 2 {
         let result = proxy(state, &upstream, rest, req, limit, name, span)
             .await
             .and_then(|response| misdirected(response, name));

@@ -96,11 +96,6 @@ impl RouteTable {
             .cloned()
     }
 
-    /// How many replicas `name` has (0 for an unknown function).
-    pub fn replica_count(&self, name: &str) -> usize {
-        self.read().get(name).map_or(0, |r| r.upstreams.len())
-    }
-
     /// Skips `upstream` (it could not be reached) until [`RouteTable::readmit`]; returns whether
     /// it was not ejected yet (then the caller starts checking its health).
     pub fn eject(&self, upstream: &str) -> bool {
