@@ -65,10 +65,12 @@ async fn examples_deploy_call_each_other_and_stop() {
         assert_eq!(f["status"], "ready");
         assert_eq!(f["replicas"], "1/1");
         assert!(
-            f["image"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("rfa-fn-{}:", f["name"].as_str().unwrap()))
+            f["image"].as_str().unwrap().starts_with(&format!(
+                "rfa-fn-{}-{}:",
+                f["name"].as_str().unwrap(),
+                p.instance
+            )),
+            "each instance tags its own function images: {f}"
         );
         assert_eq!(
             f["url"],

@@ -93,6 +93,15 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes,
     };
     let (wanted, setting_changes) = settings::resolve(&given, kept.as_ref());
+    // Said before anything else can fail: it is about what the user asked for.
+    if let Some(warning) = wanted
+        .bind
+        .parse()
+        .ok()
+        .and_then(|bind| bind_warning(bind, wanted.port))
+    {
+        eprintln!("{warning}");
+    }
     let settings = check_settings(&wanted).map_err(|e| {
         if kept.is_some() {
             anyhow::anyhow!(
@@ -103,15 +112,6 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             e
         }
     })?;
-    if let Some(warning) = settings
-        .kept
-        .bind
-        .parse()
-        .ok()
-        .and_then(|bind| bind_warning(bind, settings.kept.port))
-    {
-        eprintln!("{warning}");
-    }
 
     let engine = Engine::connect().await?;
     let (token, replaced, token_note) = if args.rotate_token {
