@@ -390,7 +390,7 @@ async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
     expect(deploy_json(r#"{"deploy":[]}"#), &["empty"]);
     expect(
         deploy_json(r#"{"deploy":[{"name":"Bad-Name","packageDir":".","filePath":"a.rs"}]}"#),
-        &["Bad-Name", "not valid"],
+        &["Bad-Name", "is not a valid function name"],
     );
     expect(
         deploy_json(
