@@ -1,11 +1,11 @@
 //! `deploy.json`: parsed strictly (unknown fields are errors), paths resolved against the
 //! directory holding the file, every entry checked before anything is built.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
+use rfa_wire::names::{check_function_name, is_valid_function_name};
 use rfa_wire::route::FunctionKind;
 use serde::Deserialize;
 
@@ -78,12 +78,40 @@ pub struct Overrides {
     pub main: bool,
 }
 
-/// Reads and validates `path`.
+/// One entry of a deploy file after its checks: the entry, or why it cannot be deployed. A
+/// failed entry fails alone; the file's other entries are still checked (and deployed).
+#[derive(Debug)]
+pub struct Checked {
+    /// Its index in the `"deploy"` list.
+    pub index: usize,
+    /// Its name, when that is a name a function can have (for the `name url status` line).
+    pub name: Option<String>,
+    pub entry: anyhow::Result<Entry>,
+}
+
+impl Checked {
+    /// How the entry is named in the `name url status` lines: its name, or `deploy[i]` when
+    /// it has none a function could have.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("deploy[{}]", self.index))
+    }
+}
+
+/// Reads and validates `path`; the first failing entry fails it all (see [`load_each`]).
 pub fn load(path: &Path, overrides: Overrides) -> anyhow::Result<Vec<Entry>> {
+    all_or_first_error(load_each(path, overrides)?)
+}
+
+/// Reads `path` and checks each entry on its own. `Err` only for what spoils the whole file:
+/// it cannot be read, is not a deploy file's JSON, or lists nothing.
+pub fn load_each(path: &Path, overrides: Overrides) -> anyhow::Result<Vec<Checked>> {
+    let shown = crate::normal::shown(path);
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read deploy file {}: check the path (see `proxyCli new` for an example)",
-            path.display()
+            shown.display()
         )
     })?;
     let base = path
@@ -97,101 +125,149 @@ pub fn load(path: &Path, overrides: Overrides) -> anyhow::Result<Vec<Entry>> {
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    parse(&text, &path.display().to_string(), &base, overrides)
+    parse_each(&text, &shown.display().to_string(), &base, overrides)
 }
 
-/// Parses deploy-file text; `origin` names it in errors, `base` resolves relative paths.
+/// Parses deploy-file text; `origin` names it in errors, `base` resolves relative paths. The
+/// first failing entry fails it all (see [`parse_each`]).
 pub fn parse(
     text: &str,
     origin: &str,
     base: &Path,
     overrides: Overrides,
 ) -> anyhow::Result<Vec<Entry>> {
+    all_or_first_error(parse_each(text, origin, base, overrides)?)
+}
+
+fn all_or_first_error(checked: Vec<Checked>) -> anyhow::Result<Vec<Entry>> {
+    checked.into_iter().map(|c| c.entry).collect()
+}
+
+/// Parses deploy-file text and checks each entry on its own: a bad entry is an `Err` in its
+/// [`Checked`], and the others are still checked. `Err` for the whole file when it is not
+/// valid JSON of a deploy file's shape, or its list is empty.
+pub fn parse_each(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    overrides: Overrides,
+) -> anyhow::Result<Vec<Checked>> {
     let file: File = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{origin}:{}:{}: {e}. A deploy file is {{\"deploy\": [{{\"name\", \"packageDir\", \"filePath\", …}}]}}",
+            "{origin}:{}:{}: {}. A deploy file is {{\"deploy\": [{{\"name\", \"packageDir\", \"filePath\", …}}]}}",
             e.line(),
-            e.column()
+            e.column(),
+            without_position(&e)
         )
     })?;
     if file.deploy.is_empty() {
         bail!("{origin}: the \"deploy\" list is empty: add at least one function");
     }
     let host_cpus = limits::host_cpus();
-    let mut seen = HashSet::new();
-    let mut entries = Vec::new();
-    for (i, raw) in file.deploy.into_iter().enumerate() {
-        let at = format!("{origin}: deploy[{i}]");
-        if !is_valid_function_name(&raw.name) {
-            bail!(
-                "{at}: name '{}' is not valid: {FUNCTION_NAME_RULE}",
-                raw.name
-            );
-        }
-        if !seen.insert(raw.name.clone()) {
-            bail!(
-                "{at}: name '{}' appears twice: each function needs its own name",
-                raw.name
-            );
-        }
-        let at = format!("{origin}: deploy[{i}] (function '{}')", raw.name);
-        let kind = kind(&raw, overrides).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        let replicas = raw.replicas.unwrap_or(1);
-        if replicas == 0 || replicas > MAX_REPLICAS {
-            bail!("{at}: replicas must be 1 to {MAX_REPLICAS}, not {replicas}");
-        }
-        let memory = raw.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
-        let memory_bytes = parse_memory(memory).with_context(|| {
-            format!("{at}: memory '{memory}' is not a size: write it like \"128m\" or \"1g\"")
-        })?;
-        if memory_bytes < 6 * 1024 * 1024 {
-            bail!("{at}: memory '{memory}' is below Docker's minimum: give it at least \"6m\"");
-        }
-        let nano_cpus = match &raw.cpus {
-            None => limits::default_nano_cpus(limits::FUNCTION_CPUS),
-            Some(c) => {
-                limits::nano_cpus(cpus(c, host_cpus).map_err(|e| anyhow::anyhow!("{at}: {e}"))?)
-            }
-        };
-        let pids = raw.pids.unwrap_or(limits::FUNCTION_PIDS);
-        if !(limits::MIN_PIDS..=limits::MAX_PIDS).contains(&pids) {
-            bail!(
-                "{at}: pids {pids} is out of range: give it {} to {} (the most processes and \
-                 threads the function may run; default {})",
-                limits::MIN_PIDS,
-                limits::MAX_PIDS,
-                limits::FUNCTION_PIDS
-            );
-        }
-        let max_inflight = raw.max_inflight.unwrap_or(8);
-        if max_inflight == 0 || max_inflight > 1024 {
-            bail!("{at}: maxInflight must be 1 to 1024, not {max_inflight}");
-        }
-        for key in raw.env.keys() {
-            let ok = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                bail!("{at}: env name '{key}' is not valid: use letters, digits and '_'");
-            }
-            if RESERVED_ENV.contains(&key.as_str()) {
-                bail!("{at}: env name '{key}' is reserved: the platform sets it");
-            }
-        }
-        entries.push(Entry {
-            name: raw.name,
-            package_dir: absolute(base, &raw.package_dir),
-            file_path: absolute(base, &raw.file_path),
-            kind,
-            env: raw.env,
-            replicas,
-            memory_bytes,
-            nano_cpus,
-            pids,
-            max_inflight,
-        });
+    let mut count: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, raw) in file.deploy.iter().enumerate() {
+        count.entry(raw.name.clone()).or_default().push(i);
     }
-    Ok(entries)
+    let checked = file
+        .deploy
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let name = is_valid_function_name(&raw.name).then(|| raw.name.clone());
+            let twice = count.get(&raw.name).filter(|at| at.len() > 1).map(|at| {
+                at.iter()
+                    .map(|i| format!("deploy[{i}]"))
+                    .collect::<Vec<_>>()
+            });
+            let entry = match twice {
+                Some(at) => Err(anyhow::anyhow!(
+                    "{origin}: deploy[{index}]: name '{}' appears in {}: each function needs its \
+                     own name, so none of them is deployed",
+                    raw.name.escape_debug(),
+                    at.join(", ")
+                )),
+                None => check_entry(raw, index, origin, base, overrides, host_cpus),
+            };
+            Checked { index, name, entry }
+        })
+        .collect();
+    Ok(checked)
+}
+
+/// serde_json's message without its ` at line L column C`: the caller prints `file:L:C:` once.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&position).unwrap_or(&text).to_string()
+}
+
+/// Every check of one entry.
+fn check_entry(
+    raw: RawEntry,
+    i: usize,
+    origin: &str,
+    base: &Path,
+    overrides: Overrides,
+    host_cpus: f64,
+) -> anyhow::Result<Entry> {
+    check_function_name(&raw.name).map_err(|e| anyhow::anyhow!("{origin}: deploy[{i}]: {e}"))?;
+    let at = format!("{origin}: deploy[{i}] (function '{}')", raw.name);
+    let kind = kind(&raw, overrides).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let replicas = raw.replicas.unwrap_or(1);
+    if replicas == 0 || replicas > MAX_REPLICAS {
+        bail!("{at}: replicas must be 1 to {MAX_REPLICAS}, not {replicas}");
+    }
+    let memory = raw.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
+    let memory_bytes = parse_memory(memory).with_context(|| {
+        format!(
+            "{at}: memory '{memory}' is not a size: write it as `docker run --memory` takes it, \
+             like \"128m\", \"1.5g\", \"512MB\" or a number of bytes"
+        )
+    })?;
+    if memory_bytes < 6 * 1024 * 1024 {
+        bail!("{at}: memory '{memory}' is below Docker's minimum: give it at least \"6m\"");
+    }
+    let nano_cpus = match &raw.cpus {
+        None => limits::default_nano_cpus(limits::FUNCTION_CPUS),
+        Some(c) => limits::nano_cpus(cpus(c, host_cpus).map_err(|e| anyhow::anyhow!("{at}: {e}"))?),
+    };
+    let pids = raw.pids.unwrap_or(limits::FUNCTION_PIDS);
+    if !(limits::MIN_PIDS..=limits::MAX_PIDS).contains(&pids) {
+        bail!(
+            "{at}: pids {pids} is out of range: give it {} to {} (the most processes and \
+             threads the function may run; default {})",
+            limits::MIN_PIDS,
+            limits::MAX_PIDS,
+            limits::FUNCTION_PIDS
+        );
+    }
+    let max_inflight = raw.max_inflight.unwrap_or(8);
+    if max_inflight == 0 || max_inflight > 1024 {
+        bail!("{at}: maxInflight must be 1 to 1024, not {max_inflight}");
+    }
+    for key in raw.env.keys() {
+        let ok = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            bail!("{at}: env name '{key}' is not valid: use letters, digits and '_'");
+        }
+        if RESERVED_ENV.contains(&key.as_str()) {
+            bail!("{at}: env name '{key}' is reserved: the platform sets it");
+        }
+    }
+    Ok(Entry {
+        name: raw.name,
+        package_dir: absolute(base, &raw.package_dir),
+        file_path: absolute(base, &raw.file_path),
+        kind,
+        env: raw.env,
+        replicas,
+        memory_bytes,
+        nano_cpus,
+        pids,
+        max_inflight,
+    })
 }
 
 /// A deploy entry's `cpus`, checked against what Docker accepts on this machine.
@@ -240,26 +316,55 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     };
-    joined.canonicalize().unwrap_or(joined)
+    joined
+        .canonicalize()
+        .unwrap_or_else(|_| crate::normal::tidy(&joined))
 }
 
-/// `128m`, `1g`, `512k`, `1048576` (bytes).
+/// A memory size as `docker run --memory` takes it: a number of bytes (`1048576`), or a number
+/// (fractions allowed: `1.5g`) with a unit `b`, `k`, `m`, `g`, `t` or `p` (powers of 1024,
+/// upper or lower case), optionally followed by `b`, `i` or `ib` (`512MB`, `1GiB`), with an
+/// optional space before the unit. Fractions of a byte are dropped, as Docker does. `None` for
+/// anything else, and for sizes beyond `i64`.
 pub fn parse_memory(text: &str) -> Option<i64> {
     let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => (&t[..i], &t[i..]),
-        None => (t, ""),
+    let number_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(number_end);
+    let unit = unit.strip_prefix(' ').unwrap_or(unit);
+    let shift = match unit {
+        "" | "b" => 0,
+        _ => {
+            let mut chars = unit.chars();
+            let shift = match chars.next() {
+                Some('k') => 10,
+                Some('m') => 20,
+                Some('g') => 30,
+                Some('t') => 40,
+                Some('p') => 50,
+                _ => return None,
+            };
+            match chars.as_str() {
+                "" | "b" | "i" | "ib" => shift,
+                _ => return None,
+            }
+        }
     };
-    let n: i64 = digits.parse().ok()?;
-    let mult = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) {
+        return None;
+    }
+    let mult: i128 = 1 << shift;
+    let mut bytes = whole.parse::<i128>().ok()?.checked_mul(mult)?;
+    // The fraction exactly, in integers: 0.d1d2… × mult, truncated (18 digits are plenty).
+    let fraction = &fraction[..fraction.len().min(18)];
+    if !fraction.is_empty() {
+        let scale = 10i128.pow(fraction.len() as u32);
+        bytes = bytes.checked_add(fraction.parse::<i128>().ok()? * mult / scale)?;
+    }
+    i64::try_from(bytes).ok()
 }
 
 #[cfg(test)]
@@ -285,7 +390,7 @@ mod tests {
     #[test]
     fn parses_and_resolves_paths() {
         let e = &p(ONE).unwrap()[0];
-        assert_eq!(e.package_dir, PathBuf::from("/base/./m"));
+        assert_eq!(e.package_dir, PathBuf::from("/base/m"));
         assert_eq!(e.kind, FunctionKind::Http);
         assert_eq!(e.replicas, 1);
         assert_eq!(e.memory_bytes, 128 << 20);
@@ -301,10 +406,10 @@ mod tests {
         );
         assert!(
             err(r#"{"deploy":[{"name":"M2","packageDir":"m","filePath":"m/x.rs"}]}"#)
-                .contains("not valid")
+                .contains("is not a valid function name")
         );
         let dup = r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs"},{"name":"a","packageDir":"m","filePath":"m/x.rs"}]}"#;
-        assert!(err(dup).contains("appears twice"));
+        assert!(err(dup).contains("appears in deploy[0], deploy[1]"));
         assert!(err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","async":true,"mainProcess":true}]}"#)
             .contains("cannot both"));
         assert!(
@@ -375,7 +480,7 @@ mod tests {
             );
             let e = err(&text);
             assert!(
-                e.contains("deploy[0]") && e.contains("is not valid"),
+                e.contains("deploy[0]") && e.contains("is not a valid function name"),
                 "{name}: {e}"
             );
         }
@@ -413,12 +518,149 @@ mod tests {
     }
 
     #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("128m"), Some(128 << 20));
-        assert_eq!(parse_memory("1G"), Some(1 << 30));
-        assert_eq!(parse_memory("512kb"), Some(512 << 10));
-        assert_eq!(parse_memory("100"), Some(100));
-        assert_eq!(parse_memory("m"), None);
-        assert_eq!(parse_memory("12x"), None);
+    fn each_entry_is_checked_on_its_own() {
+        let text = r#"{"deploy":[
+            {"name":"ok","packageDir":"m","filePath":"m/x.rs"},
+            {"name":"fn","packageDir":"m","filePath":"m/x.rs"},
+            {"name":"Bad","packageDir":"m","filePath":"m/x.rs"},
+            {"name":"big","packageDir":"m","filePath":"m/x.rs","memory":"lots"},
+            {"name":"twin","packageDir":"m","filePath":"m/x.rs"},
+            {"name":"twin","packageDir":"m","filePath":"m/x.rs"},
+            {"name":"last","packageDir":"m","filePath":"m/x.rs"}
+        ]}"#;
+        let checked = parse_each(text, "d.json", Path::new("/b"), Overrides::default()).unwrap();
+        let summary: Vec<(String, bool)> = checked
+            .iter()
+            .map(|c| (c.label(), c.entry.is_ok()))
+            .collect();
+        let expected = [
+            ("ok", true),
+            ("fn", false),
+            ("deploy[2]", false),
+            ("big", false),
+            ("twin", false),
+            ("twin", false),
+            ("last", true),
+        ];
+        let expected: Vec<(String, bool)> = expected
+            .iter()
+            .map(|(n, ok)| (n.to_string(), *ok))
+            .collect();
+        assert_eq!(summary, expected);
+        let why = |i: usize| format!("{:#}", checked[i].entry.as_ref().unwrap_err());
+        assert!(
+            why(1).starts_with(
+                "d.json: deploy[1]: 'fn' cannot be a function name: it is a Rust keyword"
+            ),
+            "{}",
+            why(1)
+        );
+        assert!(why(1).contains("'fn_x'"), "{}", why(1));
+        assert!(
+            why(3).contains("deploy[3] (function 'big'): memory 'lots'"),
+            "{}",
+            why(3)
+        );
+        assert!(
+            why(5).contains("appears in deploy[4], deploy[5]"),
+            "{}",
+            why(5)
+        );
+        // `parse` keeps failing on the first bad entry.
+        assert!(format!("{:#}", p(text).unwrap_err()).contains("deploy[1]"));
+    }
+
+    #[test]
+    fn a_syntax_error_gives_its_position_once() {
+        let e = err("{\n  \"deploy\": [\n    {\"name\": \"a\",}\n  ]\n}");
+        assert!(e.starts_with("deploy.json:3:"), "{e}");
+        assert!(!e.contains(" at line "), "position twice: {e}");
+        assert_eq!(e.matches(":3:").count(), 1, "{e}");
+        let e =
+            err(r#"{"deploy":[{"name":"a","packageDir":"m","filePath":"m/x.rs","asynk":true}]}"#);
+        assert!(
+            e.contains("unknown field `asynk`") && !e.contains(" at line "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        // Missing paths are tidied (`.` and `//` go) but keep `..`: `m/..` is not `.` when `m`
+        // is missing, and that may be why the path is.
+        let text = r#"{"deploy":[{"name":"a","packageDir":"./m/../n//p/","filePath":"./n/p/./src/lib.rs"}]}"#;
+        let e = &parse(
+            text,
+            "d",
+            Path::new("/nonexistent/./x"),
+            Overrides::default(),
+        )
+        .unwrap()[0];
+        assert_eq!(e.package_dir, PathBuf::from("/nonexistent/x/m/../n/p"));
+        assert_eq!(e.file_path, PathBuf::from("/nonexistent/x/n/p/src/lib.rs"));
+        // Existing ones are resolved.
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(real.join("n/src")).unwrap();
+        std::fs::create_dir_all(real.join("m")).unwrap();
+        let e = &parse(
+            text.replace("/p", "").as_str(),
+            "d",
+            &real.join("."),
+            Overrides::default(),
+        )
+        .unwrap()[0];
+        assert_eq!(e.package_dir, real.join("n"));
+    }
+
+    #[test]
+    fn memory_sizes_as_docker_takes_them() {
+        for (text, bytes) in [
+            ("128m", 128 << 20),
+            ("1G", 1 << 30),
+            ("512kb", 512 << 10),
+            ("512M", 512 << 20),
+            ("512MB", 512 << 20),
+            ("1GiB", 1 << 30),
+            ("1gi", 1 << 30),
+            ("100", 100),
+            ("100b", 100),
+            ("100B", 100),
+            ("1.5g", 3 << 29),
+            ("1.5 g", 3 << 29),
+            ("0.5m", 512 << 10),
+            ("2.25k", 2304),
+            ("1.0000001k", 1024),
+            ("1t", 1 << 40),
+            (" 64m ", 64 << 20),
+        ] {
+            assert_eq!(parse_memory(text), Some(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "m",
+            "12x",
+            "1.5.2g",
+            ".5g",
+            "1.g",
+            "-1m",
+            "1e3",
+            "g1",
+            "1mm",
+            "1  m",
+            "1ix",
+            "1bb",
+            "9999999999p",
+        ] {
+            assert_eq!(parse_memory(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fractional_memory_in_a_deploy_file() {
+        let e = &p(&entry(r#","memory":"1.5g""#)).unwrap()[1];
+        assert_eq!(e.memory_bytes, 1_610_612_736);
+        let e = &p(&entry(r#","memory":"6291456""#)).unwrap()[1];
+        assert_eq!(e.memory_bytes, 6 << 20);
     }
 }

@@ -557,32 +557,43 @@ impl Engine {
             .and_then(|info| published_port_of(&info, port)))
     }
 
-    /// Writes the container's logs to stdout/stderr; `follow` keeps streaming.
-    pub async fn logs(&self, name: &str, follow: bool, tail: Option<usize>) -> anyhow::Result<()> {
-        use std::io::Write;
-        let options = LogsOptionsBuilder::default()
-            .follow(follow)
+    /// A container's log output as the engine sends it, piece by piece (a piece is usually
+    /// one line, but may hold several or part of one). `follow` keeps it open until the
+    /// container stops; `tail` keeps only the last lines; `since` (Unix seconds) skips older
+    /// ones; `timestamps` starts every line with its RFC 3339 time and a space.
+    pub fn log_stream(
+        &self,
+        name: &str,
+        request: LogRequest,
+    ) -> impl futures_util::Stream<Item = anyhow::Result<LogChunk>> + Send + Unpin + 'static {
+        let mut options = LogsOptionsBuilder::default()
+            .follow(request.follow)
             .stdout(true)
             .stderr(true)
+            .timestamps(request.timestamps)
             .tail(
-                &tail
+                &request
+                    .tail
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| "all".to_string()),
-            )
-            .build();
-        let mut stream = self.docker.logs(name, Some(options));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(bollard::container::LogOutput::StdErr { message }) => {
-                    std::io::stderr().write_all(&message).ok();
-                }
-                Ok(output) => {
-                    std::io::stdout().write_all(&output.into_bytes()).ok();
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot read logs of {name}")),
-            }
+            );
+        if let Some(since) = request.since {
+            options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
         }
-        Ok(())
+        let name = name.to_string();
+        self.docker
+            .logs(&name, Some(options.build()))
+            .map(move |item| match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => Ok(LogChunk {
+                    stderr: true,
+                    bytes: message.to_vec(),
+                }),
+                Ok(output) => Ok(LogChunk {
+                    stderr: false,
+                    bytes: output.into_bytes().to_vec(),
+                }),
+                Err(e) => Err(e).with_context(|| format!("cannot read the logs of {name}")),
+            })
     }
 
     /// The last `n` log lines of a container, for error reports.
@@ -599,6 +610,22 @@ impl Engine {
         }
         out
     }
+}
+
+/// What [`Engine::log_stream`] asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogRequest {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    pub since: Option<u64>,
+    pub timestamps: bool,
+}
+
+/// A piece of a container's log output, from its stdout or its stderr.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub stderr: bool,
+    pub bytes: Vec<u8>,
 }
 
 /// The host port `info`'s container publishes `port` on.

@@ -3,3 +3,4 @@
 
 pub mod deploy_file;
 pub mod limits;
+pub mod normal;

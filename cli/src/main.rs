@@ -15,15 +15,17 @@ mod progress;
 mod settings;
 mod shape;
 
-use rfaas_cli::{deploy_file, limits};
+use rfaas_cli::{deploy_file, limits, normal};
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// rfaas: functions as a service on one machine with Docker.
 #[derive(Debug, Parser)]
 #[command(name = "proxyCli", version, about, propagate_version = true)]
 struct Cli {
-    /// Run an isolated platform beside others: its objects get this suffix and label.
+    /// Run an isolated platform beside others: its objects get this suffix and label (every
+    /// command but `new`).
     #[arg(long, global = true, env = "RFAAS_INSTANCE")]
     instance: Option<String>,
     #[command(subcommand)]
@@ -48,14 +50,36 @@ enum Command {
     Logs(commands::logs::Args),
     /// List rfaas images and this instance's containers.
     List,
-    /// Scaffold a function crate that deploys as it is.
+    /// Scaffold a function crate that deploys as it is (on disk only: no platform instance).
     New(commands::new::Args),
     /// Look at and change the document store's data.
     Store(commands::store::Args),
 }
 
+/// Parses the command line. `--instance` is global, but `new` works on no instance: its help
+/// does not offer the flag (it has a hidden one of its own, which stops clap from adding the
+/// global one), and giving it, before or after `new`, is an error. `RFAAS_INSTANCE` in the
+/// environment is fine: it is meant for the other commands.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    if let Some(("new", sub)) = matches.subcommand() {
+        let given =
+            |m: &clap::ArgMatches| m.value_source("instance") == Some(ValueSource::CommandLine);
+        if given(&matches) || given(sub) {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "`new` makes a crate on disk and works on no platform instance: drop \
+                     --instance (give it to `deploy` instead)",
+                )
+                .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

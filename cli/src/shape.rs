@@ -44,7 +44,7 @@ pub fn check(
     })?;
     let toml: toml::Value = text
         .parse()
-        .with_context(|| format!("{}: not valid TOML", manifest.display()))?;
+        .map_err(|e: toml::de::Error| toml_error(&manifest, &text, &e))?;
     let package = toml
         .get("package")
         .and_then(|p| p.get("name"))
@@ -128,6 +128,28 @@ pub fn check(
     })
 }
 
+/// `Cargo.toml:L:C: not valid TOML: <what>`: the position once, in the form every other
+/// check uses (toml's own message would add it again, with a drawing of the line).
+fn toml_error(manifest: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let (line, col) = match e.span() {
+        Some(span) => line_col(text, span.start),
+        None => (1, 1),
+    };
+    anyhow::anyhow!(
+        "{}:{line}:{col}: not valid TOML: {}: fix the manifest (cargo reads it too)",
+        manifest.display(),
+        e.message().trim_end().replace('\n', "; ")
+    )
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// `src/lib.rs` → `[]`, `src/a/b.rs` → `[a, b]`, `src/a/mod.rs` → `[a]`.
 fn module_path(lib_file: &Path, file: &Path) -> Option<Vec<String>> {
     if file == lib_file {
@@ -160,8 +182,18 @@ pub fn check_source(
         let start = span.start();
         format!("{}:{}:{}", file.display(), start.line, start.column + 1)
     };
-    let ast = syn::parse_file(source)
-        .map_err(|e| anyhow::anyhow!("{}: not valid Rust: {e}", at(e.span())))?;
+    let ast = syn::parse_file(source).map_err(|e| {
+        let what = e.to_string();
+        // proc-macro2's lexer says only this when the text is not tokens at all.
+        let what = if what == "cannot parse string into token stream" {
+            "a bracket, brace or parenthesis is not closed (or closed twice), or a string, \
+             character or comment does not end"
+                .to_string()
+        } else {
+            what
+        };
+        anyhow::anyhow!("{}: not valid Rust: {what}", at(e.span()))
+    })?;
     let functions: Vec<&syn::ItemFn> = ast
         .items
         .iter()
@@ -329,6 +361,20 @@ mod tests {
         assert!(e.contains("&mut Service"), "{e}");
         let e = check("pub fn method2( {", FunctionKind::Main).unwrap_err();
         assert!(e.contains("not valid Rust"), "{e}");
+        let e = check("pub fn method2() { \"x }", FunctionKind::Main).unwrap_err();
+        assert!(e.contains("f.rs:1:") && e.contains("does not end"), "{e}");
+        assert_eq!(e.matches("f.rs").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn toml_errors_give_their_position_once() {
+        let text = "[package]\nname = \"x\"\nversion = = 1\n";
+        let e = text.parse::<toml::Value>().unwrap_err();
+        let message = toml_error(Path::new("/p/Cargo.toml"), text, &e).to_string();
+        assert!(message.starts_with("/p/Cargo.toml:3:"), "{message}");
+        assert!(!message.contains("line 3"), "position twice: {message}");
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
     }
 
     #[test]

@@ -32,9 +32,9 @@ use crate::writer::Change;
 use crate::{Shared, WriteError};
 
 /// Default page size of `GET /tables/<t>/docs`.
-pub const DEFAULT_LIMIT: usize = 100;
+pub const DEFAULT_LIMIT: usize = rfa_wire::store::DEFAULT_PAGE_LIMIT;
 /// Largest page size.
-pub const MAX_LIMIT: usize = 1000;
+pub const MAX_LIMIT: usize = rfa_wire::store::MAX_PAGE_LIMIT;
 /// Deepest nesting of objects and arrays a body may have. serde_json reads at most 128 levels,
 /// a stored document is one level deeper than its data and its event two, and a merge patch
 /// never nests deeper than the document or the patch: so every stored document and event stays

@@ -15,11 +15,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Length of a generated id.
 pub const ID_LEN: usize = 26;
 
-/// Longest id a client may choose.
-pub const MAX_ID_LEN: usize = 128;
-
-/// What an id must look like, for error messages.
-pub const ID_RULE: &str = "1 to 128 of A-Z, a-z, 0-9, '_' or '-' (^[A-Za-z0-9_-]{1,128}$)";
+/// The id rule lives in `rfa-wire`, where the CLI checks ids before it sends them.
+pub use rfa_wire::names::{
+    DOC_ID_RULE as ID_RULE, MAX_DOC_ID_LEN as MAX_ID_LEN, is_valid_doc_id as is_valid_id,
+};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const RANDOM_BITS: u32 = 80;
@@ -67,15 +66,6 @@ fn encode(ms: u64, random: u128) -> String {
             char::from(ALPHABET[((value >> shift) & 31) as usize])
         })
         .collect()
-}
-
-/// `^[A-Za-z0-9_-]{1,128}$`: safe as a sled key part and as a NATS subject token.
-pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             nats_url: None,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: rfa_wire::store::MAX_BODY_BYTES,
             max_event_bytes: 1024 * 1024 - 4096,
             cache_capacity: 32 * 1024 * 1024,
             nats_backoff_max: Duration::from_secs(2),

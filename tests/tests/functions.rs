@@ -392,13 +392,13 @@ async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
     expect(deploy_json(r#"{"deploy":[]}"#), &["empty"]);
     expect(
         deploy_json(r#"{"deploy":[{"name":"Bad-Name","packageDir":".","filePath":"a.rs"}]}"#),
-        &["Bad-Name", "not valid"],
+        &["Bad-Name", "is not a valid function name"],
     );
     expect(
         deploy_json(
             r#"{"deploy":[{"name":"a","packageDir":".","filePath":"a.rs"},{"name":"a","packageDir":".","filePath":"a.rs"}]}"#,
         ),
-        &["appears twice"],
+        &["appears in deploy[0], deploy[1]"],
     );
     std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
     expect(

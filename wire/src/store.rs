@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest request body the store takes, in bytes (1 MiB); a larger one is a 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default page size of `GET /tables/<t>/docs`.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// Largest page size of `GET /tables/<t>/docs` (`limit=`).
+pub const MAX_PAGE_LIMIT: usize = 1000;
+
 /// A stored document with its metadata.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -1,5 +1,6 @@
 //! RFC 3339 timestamps in UTC with milliseconds (`2024-05-01T12:34:56.789Z`), written from
-//! [`SystemTime`] without a calendar crate.
+//! [`SystemTime`] without a calendar crate, and read back ([`unix_seconds`]), e.g. Docker's
+//! `State.StartedAt`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,69 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 /// Now, formatted by [`rfc3339_millis`].
 pub fn now() -> String {
     rfc3339_millis(SystemTime::now())
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp (`2024-05-01T12:34:56.789123456Z`, or
+/// with an offset like `+02:00`); the fraction is dropped. `None` if it is not one, or before
+/// 1970 (Docker writes `0001-01-01T00:00:00Z` for "never").
+pub fn unix_seconds(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let o = rest.as_bytes();
+            if o.len() != 6 || !matches!(o[0], b'+' | b'-') || o[3] != b':' {
+                return None;
+            }
+            let end = text.len();
+            let (h, m) = (num(end - 5..end - 3)?, num(end - 2..end)?);
+            let sign = if o[0] == b'-' { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()
+}
+
+/// Days from 1970-01-01 to the given date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12; // March = 0
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// (year, month, day) of the `days`-th day after 1970-01-01, in the proleptic Gregorian
@@ -87,6 +151,50 @@ mod tests {
             };
             assert_eq!(cur, expected, "day {d}");
             prev = cur;
+        }
+    }
+
+    #[test]
+    fn reads_timestamps_back() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-02-29T00:00:00.005Z"), Some(951_782_400));
+        assert_eq!(
+            unix_seconds("2024-02-29T23:59:59.123456789Z"),
+            Some(1_709_251_199)
+        );
+        assert_eq!(unix_seconds("2100-03-01T00:00:00Z"), Some(4_107_542_400));
+        assert_eq!(
+            unix_seconds("2024-02-29T23:59:59+01:00"),
+            Some(1_709_247_599)
+        );
+        assert_eq!(
+            unix_seconds("2024-02-29T23:59:59-00:30"),
+            Some(1_709_252_999)
+        );
+        for t in [
+            0u64,
+            1,
+            86_399,
+            951_782_400,
+            1_709_251_199,
+            4_107_542_400,
+            253_402_300_799,
+        ] {
+            let text = rfc3339_millis(UNIX_EPOCH + Duration::from_secs(t));
+            assert_eq!(unix_seconds(&text), Some(t), "{text}");
+        }
+        for bad in [
+            "",
+            "0001-01-01T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01 00:00:00",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+1:00",
+            "2024-01-01T0a:00:00Z",
+            "yesterday",
+        ] {
+            assert_eq!(unix_seconds(bad), None, "{bad:?}");
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bollard::models::ContainerSummary;
+use rfa_wire::time::unix_seconds;
 use serde::Serialize;
 
 use crate::functions::{self, Platform};
@@ -23,7 +25,9 @@ struct Row {
     status: String,
     replicas: String,
     image: String,
+    /// Since the longest-running running replica started; `-` when none runs.
     uptime: String,
+    /// The same in seconds; `null` when no replica runs.
     #[serde(rename = "uptimeSeconds")]
     uptime_seconds: Option<u64>,
     /// Async calls waiting for a replica.
@@ -38,7 +42,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let mut containers = functions::by_function(p.all_replicas().await?);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_secs())
         .unwrap_or_default();
     let mut names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
     for name in containers.keys() {
@@ -51,10 +55,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     for name in names {
         let route = routes.iter().find(|r| r.name == name);
         let replicas = containers.remove(&name).unwrap_or_default();
-        let running = replicas
-            .iter()
-            .filter(|c| c.state.as_ref().map(|s| s.to_string()) == Some("running".into()))
-            .count();
+        let running = replicas.iter().filter(|c| is_running(c)).count();
         let wanted = route.map(|r| r.upstreams.len()).unwrap_or(replicas.len());
         let status = match (route.is_some(), running) {
             (false, _) => "unrouted",
@@ -62,8 +63,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             (true, n) if n < wanted => "degraded",
             _ => "ready",
         };
-        let oldest = replicas.iter().filter_map(|c| c.created).min();
-        let uptime_seconds = oldest.map(|c| (now - c).max(0) as u64);
+        let uptime_seconds = uptime(&p, &replicas, now).await;
         rows.push(Row {
             kind: route
                 .map(|r| r.kind)
@@ -143,6 +143,32 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         print(row.iter().map(String::as_str).collect());
     }
     Ok(())
+}
+
+fn is_running(c: &ContainerSummary) -> bool {
+    c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running")
+}
+
+/// How long the function has been up: since the longest-running of its running replicas
+/// started (`State.StartedAt`, so a replica restarted or started again counts from then, not
+/// from its creation). `None` when no replica runs: a function that is down has no uptime.
+async fn uptime(p: &Platform, replicas: &[ContainerSummary], now: u64) -> Option<u64> {
+    let mut started = Vec::new();
+    for c in replicas.iter().filter(|c| is_running(c)) {
+        let Some(id) = c.id.as_deref() else { continue };
+        // A replica that vanished or stopped since the listing simply does not count.
+        let Ok(Some(info)) = p.engine.inspect(id).await else {
+            continue;
+        };
+        let state = info.state.unwrap_or_default();
+        if state.running != Some(true) {
+            continue;
+        }
+        if let Some(t) = state.started_at.as_deref().and_then(unix_seconds) {
+            started.push(t);
+        }
+    }
+    started.into_iter().min().map(|t| now.saturating_sub(t))
 }
 
 fn human(secs: u64) -> String {

@@ -4,36 +4,46 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
+use rfa_wire::names::check_function_name;
 
+use crate::normal::shown;
+
+/// What the scaffolded function is.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Kind {
+    /// An HTTP handler, called synchronously at /functions/<name>/…
     Http,
+    /// The same handler deployed with "async": true: calls are queued and answered 202.
     Async,
+    /// A mainProcess service: several routes, async work and store events in one container.
     Main,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The function's name (also the crate's directory).
+    /// The function's name: the Rust function's name and its URL segment, so a lowercase
+    /// letter, then lowercase letters, digits or '_' (at most 63), and not a Rust keyword.
     pub name: String,
+    /// What to scaffold: an HTTP handler, an async one, or a mainProcess service.
     #[arg(long, value_enum, default_value = "http")]
     pub kind: Kind,
-    /// Where to create the crate (default: ./<name>).
+    /// Where to create the crate (default: ./<name>); it must not exist yet.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Not offered: `new` works on no platform instance. Declared (hidden) so that the global
+    /// `--instance` is not added here; main.rs refuses it when given.
+    #[arg(long, hide = true)]
+    pub instance: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let name = &args.name;
-    if !is_valid_function_name(name) {
-        bail!("'{name}' is not a valid function name: {FUNCTION_NAME_RULE}");
-    }
+    check_function_name(name).map_err(|e| anyhow::anyhow!("{e}: nothing was created"))?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
         bail!(
             "{} exists already: choose another name or --dir",
-            dir.display()
+            shown(&dir).display()
         );
     }
     let function_base = crate::paths::source_root().join("function-base");
@@ -74,10 +84,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
          \"filePath\": \"./src/lib.rs\"{extra}\n}} ] }}\n"
     );
     std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join("Cargo.toml"), cargo)?;
-    std::fs::write(dir.join("src").join("lib.rs"), lib)?;
-    std::fs::write(dir.join("deploy.json"), deploy)?;
+        .with_context(|| format!("cannot create {}", shown(&dir).display()))?;
+    for (path, text) in [
+        (dir.join("Cargo.toml"), cargo),
+        (dir.join("src").join("lib.rs"), lib),
+        (dir.join("deploy.json"), deploy),
+    ] {
+        std::fs::write(&path, text)
+            .with_context(|| format!("cannot write {}", shown(&path).display()))?;
+    }
+    let dir = shown(&dir);
     println!(
         "created {}: deploy it with `proxyCli deploy {}`",
         dir.display(),

@@ -1,0 +1,275 @@
+//! Issue #22, items 7–9: the CLI's rough edges, as a user meets them — Rust keywords as names,
+//! `details` and `logs` of a function that is down, unknown, or on a platform that is not
+//! running, `logs -f` through a redeploy, per-entry deploy failures with the summary, and the
+//! store subcommands' errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rfaas_tests::*;
+use serde_json::{Value, json};
+
+/// A `proxyCli` child process whose stdout lines are collected; killed when dropped.
+struct Follower {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Follower {
+    fn start(p: &Platform, config_home: &std::path::Path, args: &[&str]) -> Follower {
+        let mut child = Command::new(cli_path())
+            .args(args)
+            .env("RFAAS_INSTANCE", &p.instance)
+            .env("XDG_CONFIG_HOME", config_home)
+            .env_remove("RFAAS_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("proxyCli runs");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Follower { child, lines }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn without_a_platform_names_and_logs_say_what_is_wrong() {
+    let p = Platform::new("edges-off");
+    let tmp = tempfile::tempdir().unwrap();
+    // Rust keywords pass the name's shape but cannot name a Rust function.
+    for keyword in ["fn", "self", "async", "gen"] {
+        let dir = tmp.path().join(keyword);
+        let run = p
+            .cli(&["new", keyword, "--dir", dir.to_str().unwrap()])
+            .failed();
+        assert!(
+            run.stderr
+                .contains(&format!("'{keyword}' cannot be a function name"))
+                && run.stderr.contains("Rust keyword")
+                && run.stderr.contains(&format!("'{keyword}_x'")),
+            "{run}"
+        );
+        assert!(!dir.exists(), "nothing is created for a refused name");
+    }
+    // `new` works on no instance: it neither offers nor takes --instance.
+    let help = p.cli(&["new", "--help"]).ok();
+    assert!(!help.stdout.contains("--instance"), "{help}");
+    assert!(
+        help.stdout.contains("--kind") && help.stdout.contains("mainProcess"),
+        "{help}"
+    );
+    let run = p.cli(&["new", "ok_name", "--instance", "x"]).failed();
+    assert!(
+        run.stderr.contains("works on no platform instance"),
+        "{run}"
+    );
+
+    // No platform: logs says so and how to start it, instead of "not deployed".
+    let run = p.cli(&["logs", "echo"]).failed();
+    assert!(
+        run.stderr.contains("the rfaas platform is not running")
+            && run
+                .stderr
+                .contains(&format!("startFaas --instance {}", p.instance))
+            && !run.stderr.contains("no function named"),
+        "{run}"
+    );
+    // A bad table name is said to be one, with the rule, before anything is sent.
+    let run = p.cli(&["store", "create", "a/b", "{}"]).failed();
+    assert!(
+        run.stderr.contains("'a/b' is not a valid table name")
+            && run.stderr.contains(rfa_wire::names::TABLE_NAME_RULE),
+        "{run}"
+    );
+    let help = p.cli(&["store", "list", "--help"]).ok();
+    assert!(help.stdout.contains("1 to 1000"), "{help}");
+}
+
+#[tokio::test]
+async fn down_unknown_and_redeployed_functions_in_details_and_logs() {
+    let p = Platform::start("edges");
+    let url = |name: &str| p.url(&format!("/functions/{name}"));
+
+    // One good entry, one keyword, one whose package breaks a check: the good one deploys,
+    // each bad one gets its `failed` line, and the summary counts both.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("notapkg")).unwrap();
+    let mut echo = echo_entry("echo");
+    echo["memory"] = json!("100663296"); // 96 MiB as a plain number of bytes
+    let (_d, file) = deploy_file(json!([
+        echo,
+        echo_entry("fn"),
+        {"name": "nopkg", "packageDir": tmp.path().join("notapkg"), "filePath": tmp.path().join("notapkg/lib.rs")},
+    ]));
+    let run = p.cli(&["deploy", file.to_str().unwrap()]).failed();
+    assert!(
+        run.stdout
+            .contains(&format!("echo {} deployed", url("echo"))),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&format!("fn {} failed", url("fn"))),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("nopkg {} failed", url("nopkg"))),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains("'fn' cannot be a function name"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("not a Cargo package"), "{run}");
+    assert!(
+        run.stderr.contains("2 of 3 functions failed to deploy"),
+        "{run}"
+    );
+    let memory = inspect(&p.object("rfa-fn-echo"))["HostConfig"]["Memory"].as_i64();
+    assert_eq!(memory, Some(100_663_296));
+
+    // A function's own /metrics answers through the gateway, as documented (public).
+    let client = http();
+    let r = client
+        .get(p.url("/functions/echo/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("http_requests_in_flight"), "{page}");
+
+    // Unknown vs deployed.
+    let run = p.cli(&["logs", "nosuch"]).failed();
+    assert!(
+        run.stderr
+            .contains("no function named 'nosuch' is deployed (deployed: echo)"),
+        "{run}"
+    );
+    let run = p.cli(&["logs", "echo"]).ok();
+    assert!(run.stdout.contains("listening"), "{run}");
+
+    // `logs -f` keeps following when a redeploy replaces the replica.
+    let mut follower = Follower::start(&p, &p_config(&p), &["logs", "-f", "echo"]);
+    eventually(
+        Duration::from_secs(20),
+        "the first replica's start line",
+        || async { (follower.count("listening") >= 1).then_some(()) },
+    )
+    .await;
+    let mut changed = echo_entry("echo");
+    changed["env"] = json!({"VERSION": "2"});
+    let (_d2, file2) = deploy_file(json!([changed]));
+    let run = p.cli(&["deploy", file2.to_str().unwrap()]).ok();
+    assert!(
+        run.stdout.contains("echo") && run.stdout.contains("deployed"),
+        "{run}"
+    );
+    let r: Value = client
+        .get(url("echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["version"], "2", "the new replica serves");
+    eventually(
+        Duration::from_secs(30),
+        "the new replica's start line in `logs -f`",
+        || async { (follower.count("listening") >= 2).then_some(()) },
+    )
+    .await;
+    assert!(follower.running(), "logs -f exited at the redeploy");
+    drop(follower);
+
+    // Up: an uptime. Stopped (docker stop): down, and no uptime at all.
+    let details: Value = serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+    assert_eq!(details[0]["name"], "echo");
+    assert!(details[0]["uptimeSeconds"].is_u64(), "{details}");
+    docker(&["stop", "-t", "5", &p.object("rfa-fn-echo")]);
+    let details: Value = serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+    assert_eq!(details[0]["status"], "down", "{details}");
+    assert_eq!(details[0]["uptime"], "-", "{details}");
+    assert!(details[0]["uptimeSeconds"].is_null(), "{details}");
+    let table = p.cli(&["details"]).ok();
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("echo "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains(" down ") && row.contains(" - "), "{table}");
+
+    // Down: said so, and the stopped replica's last logs are shown.
+    let run = p.cli(&["logs", "echo"]).ok();
+    assert!(
+        run.stderr
+            .contains("'echo' is deployed but down (no replica running)")
+            && run.stderr.contains("startFaas"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("listening"), "{run}");
+
+    // The store subcommands: delete prints what it deleted; a 413 names the limit.
+    let created: Value = serde_json::from_str(
+        &p.cli(&["store", "create", "notes", r#"{"text": "keep me"}"#])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let run = p.cli(&["store", "delete", "notes", id]).ok();
+    assert!(
+        run.stdout.contains("keep me") && run.stdout.contains(id),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("deleted document {id} from table notes")),
+        "{run}"
+    );
+    let big = tmp.path().join("big.json");
+    std::fs::write(&big, json!({"blob": "x".repeat(1_100_000)}).to_string()).unwrap();
+    let run = p
+        .cli(&["store", "create", "notes", &format!("@{}", big.display())])
+        .failed();
+    assert!(run.stderr.contains("1048576 bytes"), "{run}");
+}
+
+/// The config home `Platform` gives its CLI runs (the token lives there).
+fn p_config(p: &Platform) -> std::path::PathBuf {
+    p.token_path()
+        .parent()
+        .and_then(|d| d.parent())
+        .map(std::path::Path::to_path_buf)
+        .expect("the token path is <config>/rfaas/token-<instance>")
+}
