@@ -5,13 +5,13 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use rfa_wire::{HOP_BY_HOP, headers};
 use tracing::{debug, warn};
 
-use crate::backoff::backoff;
+use rfa_io::Backoff;
+
 use crate::config::Config;
+use crate::http::HttpClient;
 
 /// Longest `Retry-After` honoured; a receiver asking for more gets this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -39,23 +39,18 @@ pub(crate) struct Delivered {
 /// Posts callbacks; one per runtime, cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Callbacks {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     attempts: u32,
-    backoff: Duration,
-    backoff_max: Duration,
+    backoff: Backoff,
     timeout: Duration,
 }
 
 impl Callbacks {
     pub(crate) fn new(config: &Config) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.callback_timeout));
-        connector.set_nodelay(true);
         Callbacks {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: crate::http::client(config.callback_timeout),
             attempts: config.callback_attempts.max(1),
-            backoff: config.callback_backoff,
-            backoff_max: config.callback_backoff_max,
+            backoff: Backoff::new(config.callback_backoff, config.callback_backoff_max),
             timeout: config.callback_timeout,
         }
     }
@@ -113,8 +108,7 @@ impl Callbacks {
             if attempt == self.attempts {
                 break;
             }
-            let wait =
-                retry_after.unwrap_or_else(|| backoff(self.backoff, self.backoff_max, attempt - 1));
+            let wait = retry_after.unwrap_or_else(|| self.backoff.delay(attempt - 1));
             debug!(url, attempt, wait_ms = wait.as_millis() as u64, reason = %last, "callback failed; retrying");
             tokio::time::sleep(wait).await;
         }

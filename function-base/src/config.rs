@@ -1,8 +1,11 @@
 //! Runtime settings, read from the environment the platform gives every function container.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use rfa_io::env::Env;
 use rfa_wire::{FUNCTION_PORT, env, route::FunctionKind};
+use tracing::warn;
 
 /// How long in-flight work may take to finish after SIGTERM before the process exits anyway.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(25);
@@ -22,14 +25,8 @@ pub const EVENT_ATTEMPTS: &str = "RFAAS_EVENT_ATTEMPTS";
 /// it doubles each time, up to 60 s, with jitter.
 pub const EVENT_BACKOFF_MS: &str = "RFAAS_EVENT_BACKOFF_MS";
 
-/// A setting in the environment that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("environment variable {name}={value:?} is invalid: {reason}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub value: String,
-    pub reason: String,
-}
+/// A setting in the environment that cannot be used: names the variable and its value.
+pub use rfa_io::env::EnvError as ConfigError;
 
 /// The runtime's settings. [`Config::from_env`] reads them; tests build one from
 /// [`Config::default`] and change the fields they need.
@@ -101,85 +98,62 @@ impl Config {
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
+        let vars = Env::from_lookup(lookup);
+        let d = Config::default();
+        let kind = match vars.text(env::FUNCTION_KIND).as_deref() {
+            None | Some("http") => FunctionKind::Http,
+            Some("async") => FunctionKind::Async,
+            Some("main") => FunctionKind::Main,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    env::FUNCTION_KIND,
+                    other,
+                    "expected http, async or main",
+                ));
+            }
         };
-        let mut config = Config::default();
-        if let Some(port) = get(env::PORT) {
-            config.port = parse(env::PORT, &port)?;
-        }
-        config.function_name = get(env::FUNCTION_NAME);
-        if let Some(kind) = get(env::FUNCTION_KIND) {
-            config.kind = match kind.as_str() {
-                "http" => FunctionKind::Http,
-                "async" => FunctionKind::Async,
-                "main" => FunctionKind::Main,
-                _ => {
-                    return Err(ConfigError {
-                        name: env::FUNCTION_KIND,
-                        value: kind,
-                        reason: "expected http, async or main".to_string(),
-                    });
-                }
-            };
-        }
-        config.nats_url = get(env::NATS_URL);
-        config.store_url = get(env::STORE_URL);
-        if let Some(v) = get(env::MAX_INFLIGHT) {
-            config.max_inflight = positive(env::MAX_INFLIGHT, &v)?;
-        }
-        if let Some(v) = get(ASYNC_ACK_WAIT_MS) {
-            config.ack_wait = Duration::from_millis(positive(ASYNC_ACK_WAIT_MS, &v)?);
-        }
-        if let Some(v) = get(CALLBACK_ATTEMPTS) {
-            config.callback_attempts = positive(CALLBACK_ATTEMPTS, &v)?;
-        }
-        if let Some(v) = get(CALLBACK_BACKOFF_MS) {
-            config.callback_backoff = Duration::from_millis(parse(CALLBACK_BACKOFF_MS, &v)?);
-        }
-        if let Some(v) = get(CALLBACK_TIMEOUT_MS) {
-            config.callback_timeout = Duration::from_millis(positive(CALLBACK_TIMEOUT_MS, &v)?);
-        }
-        if let Some(v) = get(EVENT_ATTEMPTS) {
-            config.event_attempts = positive(EVENT_ATTEMPTS, &v)?;
-        }
-        if let Some(v) = get(EVENT_BACKOFF_MS) {
-            config.event_backoff = Duration::from_millis(parse(EVENT_BACKOFF_MS, &v)?);
-        }
-        Ok(config)
+        let millis = |name, default: Duration, min| -> Result<Duration, ConfigError> {
+            let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+            Ok(Duration::from_millis(
+                vars.number_at_least(name, default, min)?,
+            ))
+        };
+        Ok(Config {
+            port: vars.number(env::PORT, d.port)?,
+            function_name: vars.text(env::FUNCTION_NAME),
+            kind,
+            nats_url: vars.text(env::NATS_URL),
+            store_url: vars.text(env::STORE_URL),
+            max_inflight: vars.number_at_least(env::MAX_INFLIGHT, d.max_inflight, 1)?,
+            ack_wait: millis(ASYNC_ACK_WAIT_MS, d.ack_wait, 1)?,
+            callback_attempts: vars.number_at_least(CALLBACK_ATTEMPTS, d.callback_attempts, 1)?,
+            callback_backoff: millis(CALLBACK_BACKOFF_MS, d.callback_backoff, 0)?,
+            callback_timeout: millis(CALLBACK_TIMEOUT_MS, d.callback_timeout, 1)?,
+            event_attempts: vars.number_at_least(EVENT_ATTEMPTS, d.event_attempts, 1)?,
+            event_backoff: millis(EVENT_BACKOFF_MS, d.event_backoff, 0)?,
+            ..d
+        })
     }
 }
 
-/// Parses one variable's value, naming the variable in the error.
-pub(crate) fn parse<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e: T::Err| ConfigError {
-        name,
-        value: value.to_string(),
-        reason: e.to_string(),
+/// The settings of this process's function: those [`crate::run_http`] or [`crate::run_main`]
+/// read at start; when neither started this process (a test, a tool), read from the environment
+/// at the first use.
+static PROCESS: OnceLock<Config> = OnceLock::new();
+
+/// Keeps `config` as this process's settings (the first call wins).
+pub(crate) fn set_process(config: &Config) {
+    let _ = PROCESS.set(config.clone());
+}
+
+/// This process's settings (see [`PROCESS`]).
+pub(crate) fn process() -> &'static Config {
+    PROCESS.get_or_init(|| {
+        Config::from_env().unwrap_or_else(|e| {
+            warn!(error = %e, "using the default settings");
+            Config::default()
+        })
     })
-}
-
-/// Parses a number that must be at least 1.
-fn positive<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + From<u8>,
-    T::Err: std::fmt::Display,
-{
-    let n: T = parse(name, value)?;
-    if n < T::from(1) {
-        return Err(ConfigError {
-            name,
-            value: value.to_string(),
-            reason: "must be at least 1".to_string(),
-        });
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -21,11 +21,12 @@ use rfa_wire::store::{DocEvent, EventKind};
 use rfa_wire::streams;
 use tracing::{Instrument, error, info, warn};
 
-use crate::backoff::backoff;
+use rfa_io::Backoff;
+
 use crate::config::Config;
+use crate::consume::{Consume, Process, Settle, dead_letter};
 use crate::metrics::Metrics;
-use crate::nats::{Consume, Process, Settle, dead_letter};
-use crate::service::panic_message;
+use crate::panic::panic_message;
 
 /// A user's event handler with its error type erased.
 pub(crate) type BoxedHandler =
@@ -58,7 +59,7 @@ pub(crate) struct EventConsumer {
     subscription: Subscription,
     metrics: Metrics,
     attempts: u32,
-    backoff: Duration,
+    backoff: Backoff,
     backoff_max: Duration,
     max_inflight: usize,
     ack_wait: Duration,
@@ -76,7 +77,7 @@ impl EventConsumer {
             subscription,
             metrics,
             attempts: config.event_attempts.max(1),
-            backoff: config.event_backoff,
+            backoff: Backoff::new(config.event_backoff, config.event_backoff_max),
             backoff_max: config.event_backoff_max,
             max_inflight: config.max_inflight.max(1),
             ack_wait: config.ack_wait,
@@ -164,7 +165,7 @@ impl EventConsumer {
                     .await
                 } else {
                     let attempt = u32::try_from(delivered.max(1) - 1).unwrap_or(u32::MAX);
-                    let wait = backoff(self.backoff, self.backoff_max, attempt);
+                    let wait = self.backoff.delay(attempt);
                     warn!(function = %self.function, table, event = kind, id, seq, attempt = delivered,
                         error = %reason, retry_in_ms = wait.as_millis() as u64, "event handler failed; will retry");
                     Settle::Nak(wait)

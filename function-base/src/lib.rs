@@ -41,19 +41,22 @@
 //! `0.0.0.0:$RFAAS_PORT` (6000) together with `GET /healthz` and `GET /metrics`, stops
 //! gracefully on SIGTERM/SIGINT, and, when `RFAAS_NATS_URL` is set, also runs the function's
 //! async calls and store-event handlers from JetStream. [`store()`] is a client of the
-//! document store.
+//! document store; [`http::get`] calls another function (or any `http://` URL).
 
+pub mod http;
 pub mod prelude;
 pub mod store;
 
-mod backoff;
 mod callback;
 mod config;
+mod consume;
 mod events;
 mod metrics;
 mod nats;
+mod panic;
 mod runtime;
 mod service;
+mod stop;
 mod trace;
 mod worker;
 

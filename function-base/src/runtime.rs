@@ -13,18 +13,20 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::{error, info, warn};
 
-use crate::backoff::stopped;
-use crate::config::{Config, ConfigError};
+use crate::config::{self, Config, ConfigError};
 use crate::events::{EventConsumer, Subscription};
 use crate::metrics::{self, Metrics};
 use crate::nats;
-use crate::service::{Service, panic_message};
+use crate::panic::panic_message;
+use crate::service::Service;
+use crate::stop::stopped;
 use crate::worker::Worker;
 
 /// Why the runtime could not start or serve.
@@ -129,9 +131,16 @@ fn run(app: Result<App, RuntimeError>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Ok(app) = &app {
+        config::set_process(&app.config);
+    }
+    let function = app
+        .as_ref()
+        .ok()
+        .and_then(|a| a.config.function_name.as_deref());
     let telemetry = {
         let _inside = runtime.enter();
-        rfa_telemetry::init(&service_name())
+        rfa_telemetry::init(&service_name(function))
     };
     let result = app.and_then(|app| {
         runtime.block_on(async move {
@@ -158,10 +167,10 @@ fn run(app: Result<App, RuntimeError>) -> ExitCode {
 }
 
 /// `rfa-fn-<name>` for the deployed function `name`.
-fn service_name() -> String {
-    match std::env::var(rfa_wire::env::FUNCTION_NAME) {
-        Ok(name) if !name.is_empty() => format!("rfa-fn-{name}"),
-        _ => "rfa-fn".to_string(),
+fn service_name(function: Option<&str>) -> String {
+    match function {
+        Some(name) => format!("rfa-fn-{name}"),
+        None => "rfa-fn".to_string(),
     }
 }
 
@@ -176,8 +185,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RuntimeError> {
     let metrics = Metrics::new()?;
-    let router = build_router(app.router, metrics.clone());
     let config = app.config;
+    let router = build_router(app.router, metrics.clone(), config.function_name.as_deref());
     let drain = config.drain_timeout;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -277,31 +286,34 @@ fn start_background(
 }
 
 /// The user's router wrapped in panic catching and metrics, next to the runtime's endpoints.
-fn build_router(user: Router, metrics: Metrics) -> Router {
+/// `function` is this function's name, when it has one.
+fn build_router(user: Router, metrics: Metrics, function: Option<&str>) -> Router {
+    let function: Option<Arc<str>> = function.map(Arc::from);
     let user = user
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             metrics.clone(),
             metrics::track,
         ))
-        .layer(axum::middleware::from_fn(crate::trace::http));
+        .layer(axum::middleware::from_fn_with_state(
+            function.clone().unwrap_or_else(|| Arc::from("")),
+            crate::trace::http,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::handler).with_state(metrics))
         .fallback_service(user)
-        .layer(axum::middleware::from_fn(check_target))
+        .layer(axum::middleware::from_fn_with_state(function, check_target))
 }
 
 /// Refuses a call the gateway meant for another function (`rfa-target` names it): `421` with
 /// `rfa-target` naming this one. Happens when a container died and Docker gave its address to a
 /// container of another function before the gateway's name lookup caught up.
-async fn check_target(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let me = NAME.get_or_init(|| {
-        std::env::var(rfa_wire::env::FUNCTION_NAME)
-            .ok()
-            .filter(|n| !n.is_empty())
-    });
+async fn check_target(
+    axum::extract::State(me): axum::extract::State<Option<Arc<str>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let wanted = req
         .headers()
         .get(rfa_wire::headers::TARGET)
@@ -322,10 +334,10 @@ fn misdirected(me: Option<&str>, wanted: Option<&str>) -> Option<Response> {
     if me == wanted {
         return None;
     }
-    let mut response = Problem::new(
+    let mut response = ProblemResponse(Problem::new(
         axum::http::StatusCode::MISDIRECTED_REQUEST,
         format!("this is function '{me}', not '{wanted}'"),
-    )
+    ))
     .into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(me) {
         response.headers_mut().insert(rfa_wire::headers::TARGET, v);
@@ -354,10 +366,10 @@ mod target_tests {
 /// The answer to a request whose handler panicked.
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error!(panic = %panic_message(panic.as_ref()), "the function panicked");
-    Problem::new(
+    ProblemResponse(Problem::new(
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         "the function panicked while handling the request",
-    )
+    ))
     .into_response()
 }
 

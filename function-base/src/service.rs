@@ -6,11 +6,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::MethodRouter;
+use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
 use rfa_wire::names::{TABLE_NAME_RULE, is_valid_table_name};
 use rfa_wire::store::{DocEvent, EventKind};
 
 use crate::events::{self, BoxedHandler, Subscription};
+use crate::panic::panic_message;
 
 /// A mainProcess service: several HTTP routes and, with NATS, store-event handlers.
 ///
@@ -126,17 +128,6 @@ impl Service {
     }
 }
 
-async fn not_found(uri: Uri) -> Problem {
-    Problem::not_found(format!("no route for {}", uri.path()))
-}
-
-/// The text of a panic payload, when it has one.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic without a message".to_string()
-    }
+async fn not_found(uri: Uri) -> ProblemResponse {
+    ProblemResponse(Problem::not_found(format!("no route for {}", uri.path())))
 }

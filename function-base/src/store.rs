@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rfa_wire::Problem;
+
+use crate::http::HttpClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -55,7 +55,7 @@ impl StoreError {
 #[derive(Clone)]
 pub struct StoreClient {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl std::fmt::Debug for StoreClient {
@@ -69,32 +69,17 @@ impl std::fmt::Debug for StoreClient {
 /// A store client for `RFAAS_STORE_URL` (default `http://rfa-store:5001`). Keep it (or a
 /// clone) to reuse connections.
 pub fn store() -> StoreClient {
-    StoreClient::from_env()
+    let url = crate::config::process().store_url.as_deref();
+    StoreClient::new(url.unwrap_or(DEFAULT_STORE_URL))
 }
 
 impl StoreClient {
     /// A client of the store at `base_url` (e.g. `http://127.0.0.1:5001`).
     pub fn new(base_url: impl Into<String>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         StoreClient {
             base: base_url.into().trim_end_matches('/').to_string(),
-            client,
+            client: crate::http::client(TIMEOUT),
         }
-    }
-
-    /// A client of the store at `RFAAS_STORE_URL`, or the platform's default.
-    pub fn from_env() -> Self {
-        let url = std::env::var(rfa_wire::env::STORE_URL)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_STORE_URL.to_string());
-        Self::new(url.trim())
     }
 
     /// The store's base URL.

@@ -2,8 +2,10 @@
 //! each continuing the trace its caller sent (`traceparent` in HTTP or NATS headers). While
 //! tracing is off ([`rfa_telemetry::enabled`]) every helper hands out a disabled span.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::Message;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan, continue_from, enabled, propagate};
@@ -16,19 +18,18 @@ use tracing::field::Empty;
 /// The span is made with the OpenTelemetry API ([`RequestSpan`], cheaper on this per-call path);
 /// the handler runs under its context, so its log lines carry the trace id and its store calls and
 /// `tracing` spans are children of it.
-pub(crate) async fn http(req: Request, next: Next) -> Response {
+///
+/// The state is the function's name (empty when it has none).
+pub(crate) async fn http(State(function): State<Arc<str>>, req: Request, next: Next) -> Response {
     if !enabled() {
         return next.run(req).await;
     }
-    static FUNCTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let function =
-        FUNCTION.get_or_init(|| std::env::var(rfa_wire::env::FUNCTION_NAME).unwrap_or_default());
     let path = req.uri().path();
     let span = RequestSpan::server(
         format!("{} {path}", req.method()),
         &propagate::from_http(req.headers()),
         vec![
-            KeyValue::new("rfaas.function", function.clone()),
+            KeyValue::new("rfaas.function", function.to_string()),
             KeyValue::new("url.path", path.to_string()),
         ],
     );

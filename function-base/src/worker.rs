@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use rfa_io::ProblemResponse;
 use rfa_wire::async_call::AsyncCall;
 use rfa_wire::{Problem, headers, streams, subjects};
 use tower::ServiceExt;
@@ -21,8 +22,8 @@ use tracing::{Instrument, Span, debug, error, info, warn};
 
 use crate::callback::{CallbackError, Callbacks, callback_headers};
 use crate::config::Config;
+use crate::consume::{Consume, Process, Settle, dead_letter};
 use crate::metrics::{CallbackFailure, DeadLetter, Metrics};
-use crate::nats::{Consume, Process, Settle, dead_letter};
 
 /// A call delivered this many times without being finished (its worker died each time) is
 /// given up and dead-lettered.
@@ -203,7 +204,8 @@ impl Worker {
             }
             Err(e) => {
                 warn!(function = %self.function, call_id = %call.call_id, error = %e, "malformed async call");
-                Problem::bad_request(format!("malformed async call: {e}")).into_response()
+                ProblemResponse(Problem::bad_request(format!("malformed async call: {e}")))
+                    .into_response()
             }
         };
         let (parts, body) = response.into_parts();

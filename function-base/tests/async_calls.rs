@@ -63,10 +63,10 @@ async fn publish_call(
 }
 
 async fn ensure_streams(js: &jetstream::Context) {
-    streams::ensure(js, streams::async_calls())
+    rfa_io::nats::ensure_stream(js, streams::async_calls())
         .await
         .expect("async stream");
-    streams::ensure(js, streams::dead_letters())
+    rfa_io::nats::ensure_stream(js, streams::dead_letters())
         .await
         .expect("dead stream");
 }

@@ -100,7 +100,9 @@ async fn settled(js: &jetstream::Context, durable: &str) {
 async fn each_handler_gets_its_events_once() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
-    streams::ensure(&js, streams::store_events()).await.unwrap();
+    rfa_io::nats::ensure_stream(&js, streams::store_events())
+        .await
+        .unwrap();
     let seen: Seen = Arc::default();
     let mut service = Service::new();
     service
@@ -156,7 +158,9 @@ async fn each_handler_gets_its_events_once() {
 async fn a_failing_handler_is_retried_then_dead_lettered() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
-    streams::ensure(&js, streams::store_events()).await.unwrap();
+    rfa_io::nats::ensure_stream(&js, streams::store_events())
+        .await
+        .unwrap();
     let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let handler = {
         let calls = calls.clone();
@@ -244,7 +248,9 @@ async fn a_failing_handler_is_retried_then_dead_lettered() {
 async fn events_published_before_the_consumer_exists_and_while_it_is_down_are_delivered() {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
-    streams::ensure(&js, streams::store_events()).await.unwrap();
+    rfa_io::nats::ensure_stream(&js, streams::store_events())
+        .await
+        .unwrap();
     // Published before the function ever ran.
     publish(&js, &event(EventKind::NewDoc, "invoices", "i1", 1)).await;
     publish(&js, &event(EventKind::NewDoc, "invoices", "i2", 2)).await;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use function_base::store::{Envelope, Page, TableInfo};
 use function_base::{StoreClient, StoreError};
+use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,14 +44,14 @@ async fn create(State(db): State<Db>, Path(table): Path<String>, body: String) -
             db.insert((table, id), env.clone());
             json_response(StatusCode::CREATED, &env)
         }
-        Err(p) => p.into_response(),
+        Err(p) => ProblemResponse(p).into_response(),
     }
 }
 
 async fn read(State(db): State<Db>, Path((table, id)): Path<(String, String)>) -> Response {
     match db.lock().unwrap().get(&(table, id.clone())) {
         Some(env) => json_response(StatusCode::OK, env),
-        None => Problem::not_found(format!("no document {id}")).into_response(),
+        None => ProblemResponse(Problem::not_found(format!("no document {id}"))).into_response(),
     }
 }
 
@@ -71,7 +72,7 @@ async fn replace(
             db.insert(key, env.clone());
             json_response(status, &env)
         }
-        Err(p) => p.into_response(),
+        Err(p) => ProblemResponse(p).into_response(),
     }
 }
 
@@ -81,11 +82,12 @@ async fn patch(
     body: String,
 ) -> Response {
     let Ok(Value::Object(patch)) = serde_json::from_str::<Value>(&body) else {
-        return Problem::bad_request("a merge patch is a JSON object").into_response();
+        return ProblemResponse(Problem::bad_request("a merge patch is a JSON object"))
+            .into_response();
     };
     let mut db = db.lock().unwrap();
     let Some(env) = db.get_mut(&(table, id.clone())) else {
-        return Problem::not_found(format!("no document {id}")).into_response();
+        return ProblemResponse(Problem::not_found(format!("no document {id}"))).into_response();
     };
     for (k, v) in patch {
         if v.is_null() {
@@ -101,7 +103,7 @@ async fn patch(
 async fn remove(State(db): State<Db>, Path((table, id)): Path<(String, String)>) -> Response {
     match db.lock().unwrap().remove(&(table, id.clone())) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => Problem::not_found(format!("no document {id}")).into_response(),
+        None => ProblemResponse(Problem::not_found(format!("no document {id}"))).into_response(),
     }
 }
 

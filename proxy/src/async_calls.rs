@@ -10,6 +10,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use rfa_io::backoff::retry;
+use rfa_io::nats::{Connect, ensure_stream};
 use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan};
 use rfa_wire::headers;
 
@@ -37,22 +39,10 @@ impl Nats {
         if let Some(url) = url {
             let slot = nats.inner.clone();
             tokio::spawn(async move {
-                let mut delay = Duration::from_millis(100);
-                loop {
-                    match connect(&url).await {
-                        Ok(pair) => {
-                            tracing::info!(%url, "connected to NATS, async-call stream ready");
-                            if let Ok(mut guard) = slot.write() {
-                                *guard = Some(pair);
-                            }
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(%url, error = %e, "NATS not ready; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                    }
+                if let Some(pair) = connect(&url).await
+                    && let Ok(mut guard) = slot.write()
+                {
+                    *guard = Some(pair);
                 }
             });
         }
@@ -104,15 +94,24 @@ impl Nats {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(3))
-        .name("rfa-proxy")
-        .connect(url)
-        .await?;
+/// Connects to `url` and makes sure the async-call stream exists, retrying each step until it
+/// works (for as long as the gateway runs).
+async fn connect(url: &str) -> Option<(async_nats::Client, jetstream::Context)> {
+    let connect = Connect {
+        connection_timeout: Duration::from_secs(3),
+        ..Connect::new("rfa-proxy")
+    };
+    let client = connect.with_retry(url, std::future::pending()).await?;
     let js = jetstream::new(client.clone());
-    rfa_wire::streams::ensure(&js, rfa_wire::streams::async_calls()).await?;
-    Ok((client, js))
+    retry(
+        "setting up the async-call stream",
+        connect.retry,
+        std::future::pending(),
+        || ensure_stream(&js, rfa_wire::streams::async_calls()),
+    )
+    .await?;
+    tracing::info!(%url, "async-call stream ready");
+    Some((client, js))
 }
 
 /// `ANY /async-functions/<name>[/<path>]`.

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rfa_io::env::{Env, EnvError};
 use rfa_wire::env;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `RFAAS_PORT`: the port to listen on (all interfaces), default 9999.
+    pub port: u16,
     /// The admin bearer token at start; `/system/*` and `/store/*` need it. The live value is
     /// kept in [`crate::auth::Token`], which re-reads `token_file` on `SIGHUP`.
     pub token: String,
@@ -59,53 +62,55 @@ pub enum ConfigError {
     MissingToken(&'static str, &'static str),
     #[error("cannot read the admin token from {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
-    #[error("{name} must be a whole number, not '{value}'")]
-    NotANumber { name: &'static str, value: String },
-    #[error("{name} must be at least {min}, not {value}")]
-    TooSmall {
-        name: &'static str,
-        min: u64,
-        value: u64,
-    },
+    #[error(transparent)]
+    Env(#[from] EnvError),
 }
 
 impl Config {
+    /// Reads the environment (once, at start).
     pub fn from_env() -> Result<Config, ConfigError> {
-        let token_file = std::env::var(env::TOKEN_FILE)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        let token = match (&token_file, std::env::var(env::TOKEN).ok()) {
+        let vars = Env::process();
+        let token_file = vars.text(env::TOKEN_FILE).map(PathBuf::from);
+        let token = match (&token_file, vars.text(env::TOKEN)) {
             (Some(path), _) => read_token(path)?,
-            (None, Some(token)) if !token.is_empty() => token,
+            (None, Some(token)) => token,
             _ => return Err(ConfigError::MissingToken(env::TOKEN_FILE, env::TOKEN)),
         };
         let defaults = Limits::default();
         Ok(Config {
+            port: vars.number(env::PORT, rfa_wire::PROXY_PORT)?,
             token,
             token_file,
-            store_url: std::env::var(env::STORE_URL)
-                .unwrap_or_else(|_| format!("http://rfa-store:{}", rfa_wire::STORE_PORT)),
-            nats_url: std::env::var(env::NATS_URL).ok().filter(|u| !u.is_empty()),
-            data_dir: std::env::var(env::DATA_DIR).ok().map(PathBuf::from),
-            max_body: number(env::MAX_BODY, 16 * 1024 * 1024, 0)?,
-            max_async_body: number(env::MAX_ASYNC_BODY, 256 * 1024, 0)?,
-            upstream_timeout: Duration::from_secs(number(env::UPSTREAM_TIMEOUT, 60, 1)?),
+            store_url: vars
+                .text(env::STORE_URL)
+                .unwrap_or_else(|| format!("http://rfa-store:{}", rfa_wire::STORE_PORT)),
+            nats_url: vars.text(env::NATS_URL),
+            data_dir: vars.text(env::DATA_DIR).map(PathBuf::from),
+            max_body: vars.number(env::MAX_BODY, 16 * 1024 * 1024)?,
+            max_async_body: vars.number(env::MAX_ASYNC_BODY, 256 * 1024)?,
+            upstream_timeout: Duration::from_secs(vars.number_at_least(
+                env::UPSTREAM_TIMEOUT,
+                60,
+                1,
+            )?),
             limits: Limits {
-                max_connections: number(env::MAX_CONNECTIONS, defaults.max_connections as u64, 1)?
-                    as usize,
-                header_timeout: Duration::from_secs(number(
+                max_connections: vars.number_at_least(
+                    env::MAX_CONNECTIONS,
+                    defaults.max_connections,
+                    1,
+                )?,
+                header_timeout: Duration::from_secs(vars.number_at_least(
                     env::HEADER_TIMEOUT,
                     defaults.header_timeout.as_secs(),
                     1,
                 )?),
-                max_headers: number(env::MAX_HEADERS, defaults.max_headers as u64, 1)? as usize,
+                max_headers: vars.number_at_least(env::MAX_HEADERS, defaults.max_headers, 1)?,
                 // hyper's smallest read buffer is 8 KiB; a smaller head limit would not be kept.
-                max_header_bytes: number(
+                max_header_bytes: vars.number_at_least(
                     env::MAX_HEADER_BYTES,
-                    defaults.max_header_bytes as u64,
+                    defaults.max_header_bytes,
                     1024,
-                )? as usize,
+                )?,
             },
         })
     }
@@ -125,18 +130,4 @@ pub fn read_token(path: &Path) -> Result<String, ConfigError> {
         });
     }
     Ok(token.to_string())
-}
-
-fn number(name: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
-    let value = match std::env::var(name) {
-        Ok(value) => value
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::NotANumber { name, value })?,
-        Err(_) => default,
-    };
-    if value < min {
-        return Err(ConfigError::TooSmall { name, min, value });
-    }
-    Ok(value)
 }

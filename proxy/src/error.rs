@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +55,8 @@ impl ProxyError {
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        let mut response = Problem::new(self.status(), self.to_string()).into_response();
+        let mut response =
+            ProblemResponse(Problem::new(self.status(), self.to_string())).into_response();
         if matches!(self, ProxyError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -1,13 +1,14 @@
 //! Active health checks of ejected replicas: a replica the gateway could not reach gets no calls
 //! until it answers `GET /healthz` again (as the function it is meant to be: the probe carries
 //! `rfa-target`, so an address Docker gave to another function's container stays ejected). The
-//! check backs off from 100 ms to 1 s and stops when the replica answers, when a new route
+//! check backs off from 100 ms to 1 s (`rfa_io::Backoff`) and stops when the replica answers, when a new route
 //! clears the ejection, or when no route sends calls to the replica any more.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use rfa_io::Backoff;
 
 use crate::SharedState;
 
@@ -30,10 +31,9 @@ pub fn eject(state: &SharedState, function: &str, upstream: &str) {
     let state = state.clone();
     let (function, upstream) = (function.to_string(), upstream.to_string());
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(100);
+        let mut pause = Backoff::new(Duration::from_millis(100), MAX_PAUSE);
         loop {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_PAUSE);
+            pause.wait().await;
             if !state.routes.is_ejected(&upstream) {
                 return; // a new route cleared it
             }

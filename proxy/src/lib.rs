@@ -65,7 +65,11 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/store", any(forward::store))
         .route("/store/{*rest}", any(forward::store))
-        .fallback(|| async { rfa_wire::Problem::not_found("no such route on the rfaas gateway") })
+        .fallback(|| async {
+            rfa_io::ProblemResponse(rfa_wire::Problem::not_found(
+                "no such route on the rfaas gateway",
+            ))
+        })
         .with_state(state)
 }
 

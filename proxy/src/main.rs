@@ -8,11 +8,7 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     let telemetry = rfa_telemetry::init("rfa-proxy");
     let config = rfa_proxy::Config::from_env()?;
-    let port: u16 = std::env::var(rfa_wire::env::PORT)
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(rfa_wire::PROXY_PORT);
-    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
 use rfa_wire::names::{TABLE_NAME_RULE, is_valid_table_name};
 use rfa_wire::store::EventKind;
@@ -42,6 +43,8 @@ pub const MAX_LIMIT: usize = rfa_wire::store::MAX_PAGE_LIMIT;
 pub const MAX_DEPTH: usize = 100;
 
 type Result<T, E = Problem> = std::result::Result<T, E>;
+/// What a document handler answers: the response, or the problem as problem+json.
+type Answer = Result<Response, ProblemResponse>;
 
 /// The store's router.
 pub fn router(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
@@ -57,7 +60,7 @@ pub fn router(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
                 .patch(patch_doc)
                 .delete(delete_doc),
         )
-        .fallback(|| async { Problem::not_found("no such route") })
+        .fallback(|| async { ProblemResponse(Problem::not_found("no such route")) })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
         .with_state(shared)
@@ -89,10 +92,10 @@ async fn observe(
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
         let allow = response.headers().get(header::ALLOW).cloned();
-        response = Problem::new(
+        response = ProblemResponse(Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {method} is not allowed on this route"),
-        )
+        ))
         .into_response();
         if let Some(allow) = allow {
             response.headers_mut().insert(header::ALLOW, allow);
@@ -162,14 +165,14 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             text,
         )
             .into_response(),
-        Err(e) => internal(&e).into_response(),
+        Err(e) => ProblemResponse(internal(&e)).into_response(),
     }
 }
 
 async fn list_tables(State(shared): State<Arc<Shared>>) -> Response {
     match shared.db.tables() {
         Ok(tables) => axum::Json(tables).into_response(),
-        Err(e) => internal(&e).into_response(),
+        Err(e) => ProblemResponse(internal(&e)).into_response(),
     }
 }
 
@@ -184,7 +187,7 @@ async fn list_docs(
     State(shared): State<Arc<Shared>>,
     table: Result<Path<String>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response> {
+) -> Answer {
     let table = table_name(table.map(|Path(t)| t))?;
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     let limit = match query.limit.as_deref() {
@@ -194,7 +197,8 @@ async fn list_docs(
             _ => {
                 return Err(Problem::bad_request(format!(
                     "limit must be an integer from 1 to {MAX_LIMIT}, not {text:?}"
-                )));
+                ))
+                .into());
             }
         },
     };
@@ -204,7 +208,8 @@ async fn list_docs(
         Some(after) => {
             return Err(Problem::bad_request(format!(
                 "after must be a document id ({ID_RULE}), not {after:?}"
-            )));
+            ))
+            .into());
         }
     };
     let page = shared
@@ -217,7 +222,7 @@ async fn list_docs(
 async fn get_doc(
     State(shared): State<Arc<Shared>>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response> {
+) -> Answer {
     let (table, id) = doc_path(path, false)?;
     match shared.db.get_raw(&table, &id) {
         // The stored bytes are the envelope's JSON: answered as they are, not re-serialized.
@@ -231,8 +236,8 @@ async fn get_doc(
             headers.insert(header::ETAG, etag(version));
             Ok(response)
         }
-        Ok(None) => Err(not_found(&table, &id)),
-        Err(e) => Err(internal(&e)),
+        Ok(None) => Err(not_found(&table, &id).into()),
+        Err(e) => Err(internal(&e).into()),
     }
 }
 
@@ -240,7 +245,7 @@ async fn create_doc(
     State(shared): State<Arc<Shared>>,
     table: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response> {
+) -> Answer {
     let table = table_name(table.map(|Path(t)| t))?;
     let data = json_object(body)?;
     let id = new_id();
@@ -261,7 +266,7 @@ async fn put_doc(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response> {
+) -> Answer {
     let (table, id) = doc_path(path, true)?;
     let if_match = if_match(&headers)?;
     let data = json_object(body)?;
@@ -280,7 +285,7 @@ async fn patch_doc(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response> {
+) -> Answer {
     let (table, id) = doc_path(path, false)?;
     let if_match = if_match(&headers)?;
     let patch = json_object(body)?;
@@ -295,7 +300,7 @@ async fn delete_doc(
     State(shared): State<Arc<Shared>>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-) -> Result<Response> {
+) -> Answer {
     let (table, id) = doc_path(path, false)?;
     let if_match = if_match(&headers)?;
     shared

@@ -9,9 +9,9 @@
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use anyhow::Context;
+use rfa_io::env::{Env, EnvError};
 use rfa_wire::{STORE_PORT, env};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -28,17 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let telemetry = rfa_telemetry::init("rfa-store");
 
-    let port = match std::env::var(env::PORT) {
-        Ok(p) => p
-            .parse::<u16>()
-            .with_context(|| format!("{} must be a port number, not {p:?}", env::PORT))?,
-        Err(_) => STORE_PORT,
-    };
-    let data_dir = std::env::var_os(env::DATA_DIR)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/data"));
-    let mut config = rfa_store::Config::new(data_dir);
-    config.nats_url = std::env::var(env::NATS_URL).ok().filter(|u| !u.is_empty());
+    let (port, config) = from_env()?;
 
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
         .await
@@ -58,4 +48,16 @@ async fn main() -> anyhow::Result<()> {
         .context("rfa-store failed");
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
+}
+
+/// The port to listen on and the store's configuration, read from the environment once.
+fn from_env() -> Result<(u16, rfa_store::Config), EnvError> {
+    let vars = Env::process();
+    let port = vars.number(env::PORT, STORE_PORT)?;
+    let data_dir = vars
+        .text(env::DATA_DIR)
+        .unwrap_or_else(|| "/data".to_string());
+    let mut config = rfa_store::Config::new(data_dir);
+    config.nats_url = vars.text(env::NATS_URL);
+    Ok((port, config))
 }

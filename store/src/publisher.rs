@@ -27,7 +27,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishError};
 use bytes::Bytes;
-use rfa_wire::streams::{ensure, store_events};
+use rfa_io::Backoff;
+use rfa_io::backoff::retry;
+use rfa_io::nats::{Connect, ensure_stream};
+use rfa_wire::streams::store_events;
 use rfa_wire::{headers, subjects};
 use tokio::sync::watch;
 
@@ -49,54 +52,30 @@ enum PumpError {
     Closed,
 }
 
-/// Capped exponential backoff.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const START: Duration = Duration::from_millis(100);
-
-    fn new(max: Duration) -> Self {
-        Backoff {
-            next: Self::START.min(max),
-            max,
-        }
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(self.max);
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::START.min(self.max);
-    }
-}
-
 /// Runs until the task is aborted or the store shuts down.
 pub async fn run(shared: Arc<Shared>, url: String, backoff_max: Duration) {
-    let mut backoff = Backoff::new(backoff_max);
-    let client = loop {
-        match async_nats::ConnectOptions::new()
-            .name("rfa-store")
-            .connect(url.as_str())
-            .await
-        {
-            Ok(client) => break client,
-            Err(e) => {
-                shared.metrics.publish_errors.inc();
-                tracing::warn!(error = %e, url = %url, "NATS is not reachable; events stay in the outbox");
-                backoff.wait().await;
-            }
+    let connect = Connect {
+        retry: Backoff::new(Duration::from_millis(100), backoff_max),
+        ..Connect::new("rfa-store")
+    };
+    let mut backoff = connect.retry;
+    let what = format!("connecting to NATS at {url} (events stay in the outbox meanwhile)");
+    let connected = retry(&what, connect.retry, std::future::pending(), || async {
+        let result = connect.once(&url).await;
+        if result.is_err() {
+            shared.metrics.publish_errors.inc();
         }
+        result
+    })
+    .await;
+    let Some(client) = connected else {
+        return;
     };
     tracing::info!(url = %url, "connected to NATS");
     let js = jetstream::new(client);
     let mut flushed = shared.commit.subscribe();
     loop {
-        if let Err(e) = ensure(&js, store_events()).await {
+        if let Err(e) = ensure_stream(&js, store_events()).await {
             shared.metrics.publish_errors.inc();
             tracing::warn!(error = %e, "cannot set up the JetStream stream; retrying");
             backoff.wait().await;

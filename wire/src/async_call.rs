@@ -12,7 +12,7 @@
 
 use std::str::FromStr;
 
-use axum::http::{self, HeaderMap, HeaderName, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::headers;
 

@@ -1,12 +1,9 @@
-//! The JetStream streams rfaas uses, defined once. Whoever needs a stream first creates it;
-//! `get_or_create_stream` leaves an existing one as it is.
+//! The JetStream streams rfaas uses, defined once (data only). Whoever needs a stream first
+//! creates it with `rfa_io::nats::ensure_stream`, which leaves an existing one as it is.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{
-    self,
-    stream::{Config, RetentionPolicy, StorageType, Stream},
-};
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
 
 use crate::subjects::{ASYNC_STREAM, DEAD_STREAM, STORE_STREAM};
 
@@ -48,12 +45,4 @@ pub fn dead_letters() -> Config {
         max_age: Duration::from_secs(7 * 24 * 3600),
         ..Default::default()
     }
-}
-
-/// Gets the stream, creating it with `config` when it does not exist yet.
-pub async fn ensure(
-    js: &jetstream::Context,
-    config: Config,
-) -> Result<Stream, jetstream::context::CreateStreamError> {
-    js.get_or_create_stream(config).await
 }

@@ -29,23 +29,8 @@ pub async fn method1(req: Request) -> Response {
             return (StatusCode::BAD_REQUEST, format!("{e}: {hint}\n")).into_response();
         }
     };
-    let answer = match reqwest::get(&call.url).await {
-        Ok(a) => a,
-        Err(e) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("calling {}: {e}\n", call.url),
-            )
-                .into_response();
-        }
-    };
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match answer.bytes().await {
-        Ok(bytes) => (status, bytes.to_vec()).into_response(),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            format!("reading {}: {e}\n", call.url),
-        )
-            .into_response(),
+    match function_base::http::get(&call.url).await {
+        Ok(answer) => (answer.status(), answer.into_body()).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
     }
 }

@@ -132,7 +132,7 @@ impl NatsServer {
                 let js = async_nats::jetstream::new(client);
                 // (`query_account` cannot parse 2.9's answer; creating a stream shows JetStream
                 // is up, and every test may have the dead-letter stream.)
-                rfa_wire::streams::ensure(&js, rfa_wire::streams::dead_letters())
+                rfa_io::nats::ensure_stream(&js, rfa_wire::streams::dead_letters())
                     .await
                     .ok()
                     .map(|_| ())

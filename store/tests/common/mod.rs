@@ -93,7 +93,7 @@ impl Nats {
             async move {
                 let client = async_nats::connect(url.as_str()).await.ok()?;
                 let js = jetstream::new(client);
-                rfa_wire::streams::ensure(&js, rfa_wire::streams::store_events())
+                rfa_io::nats::ensure_stream(&js, rfa_wire::streams::store_events())
                     .await
                     .ok()
                     .map(|_| ())
