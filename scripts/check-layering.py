@@ -20,7 +20,8 @@ from pathlib import Path
 SERVERS_NEVER = {"rfaas-cli", "bollard"}
 RULES = {
     "rfa-wire": (set(), {"axum", "hyper", "bollard", "sled", "reqwest", "rfaas-cli"}),
-    "rfa-telemetry": ({"rfa-wire"}, {"axum", "bollard", "sled", "rfaas-cli"}),
+    # (tonic, its OTLP exporter, may bring axum: that is its business.)
+    "rfa-telemetry": ({"rfa-wire"}, {"bollard", "sled", "rfaas-cli"}),
     "rfa-io": ({"rfa-wire", "rfa-telemetry"}, {"bollard", "sled", "rfaas-cli"}),
     "rfa-proxy": (
         {"rfa-wire", "rfa-telemetry", "rfa-io"},
