@@ -1,6 +1,11 @@
 //! Every conversation with the Docker engine goes through this module (bollard over the local
 //! socket). Callers speak in rfaas terms (a container spec, a build context, label filters); this
 //! module turns them into API calls and engine errors into messages that say what to do.
+//!
+//! It is long (~670 lines) on purpose: it is the one seam to the engine, one method per engine
+//! operation rfaas uses, and keeping them together keeps every engine call in one file. The
+//! scaler (issue #16) will put it behind an engine trait with a bridge and a Swarm
+//! implementation; that split is where it gets smaller.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -209,18 +214,26 @@ impl Engine {
         Ok(true)
     }
 
+    /// The networks matching `filters`.
+    async fn list_networks(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> anyhow::Result<Vec<bollard::models::Network>> {
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(filters)
+            .build();
+        self.docker
+            .list_networks(Some(options))
+            .await
+            .context("cannot list networks")
+    }
+
     /// Ids of networks whose name is exactly `name`.
     async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let options = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .context("cannot list networks")?;
-        Ok(networks
+        Ok(self
+            .list_networks(&filters)
+            .await?
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
             .filter_map(|n| n.id)
@@ -232,16 +245,8 @@ impl Engine {
         &self,
         filters: HashMap<String, Vec<String>>,
     ) -> anyhow::Result<Vec<String>> {
-        let options = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .context("cannot list networks")?;
         let mut removed = Vec::new();
-        for n in networks {
+        for n in self.list_networks(&filters).await? {
             if let Some(id) = n.id {
                 match self.docker.remove_network(&id).await {
                     Ok(()) => removed.push(n.name.unwrap_or(id)),

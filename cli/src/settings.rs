@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::net::IpAddr;
+
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
@@ -242,6 +244,80 @@ pub fn resolve(given: &Given, kept: Option<&Kept>) -> (Kept, Vec<String>) {
     (out, changes)
 }
 
+/// Checks the resolved settings and turns them into what this run uses.
+pub fn check(k: &Kept) -> anyhow::Result<Settings> {
+    let bind: IpAddr = k.bind.parse().with_context(|| {
+        format!(
+            "--bind '{}' is not an IP address (e.g. 127.0.0.1, ::1 or 0.0.0.0)",
+            k.bind
+        )
+    })?;
+    let nats = match &k.nats {
+        NatsChoice::Url(url) => {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                bail!("--nats-url '{url}' must start with nats:// (e.g. nats://host.docker.internal:4222)");
+            }
+            NatsSource::External(url.clone())
+        }
+        NatsChoice::Image(image) => NatsSource::Image(image.clone()),
+        NatsChoice::HostBinary => NatsSource::HostBinary(crate::paths::find_nats_server().context(
+            "nats-server is not installed on this host, and rfaas runs NATS from it. Install it \
+             (Debian/Ubuntu: `sudo apt-get install nats-server`), or pass --nats-image <local image> \
+             or --nats-url nats://…",
+        )?),
+    };
+    if let Some(endpoint) = &k.otlp_endpoint {
+        check_otlp_endpoint(endpoint)?;
+    }
+    Ok(Settings {
+        kept: Kept {
+            bind: bind.to_string(),
+            ..k.clone()
+        },
+        nats,
+    })
+}
+
+/// What to tell the user when the gateway is published beyond this machine's loopback.
+pub fn bind_warning(bind: IpAddr, port: u16) -> Option<String> {
+    if bind.is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "warning: --bind {bind} publishes the gateway (port {port}) beyond this machine: anyone who \
+         can reach this host on the network can call every function, and only the admin token \
+         protects /system and /store. Use the default --bind 127.0.0.1 unless that is what you want \
+         (and then put TLS in front of it)."
+    ))
+}
+
+/// An OTLP/gRPC endpoint the containers can reach: `http(s)://host:port`, not the container's own
+/// loopback.
+fn check_otlp_endpoint(endpoint: &str) -> anyhow::Result<()> {
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        bail!(
+            "--otlp-endpoint '{endpoint}' must be an http:// or https:// URL of an OTLP/gRPC \
+             receiver (e.g. http://host.docker.internal:4317)"
+        );
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host.is_empty() {
+        bail!("--otlp-endpoint '{endpoint}' names no host (e.g. http://host.docker.internal:4317)");
+    }
+    if matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0") {
+        bail!(
+            "--otlp-endpoint '{endpoint}' would point every container at itself: containers \
+             reach a receiver on this host as host.docker.internal (e.g. \
+             http://host.docker.internal:4317)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +391,44 @@ mod tests {
             e.contains("settings-qa.json") && e.contains("--defaults"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_loopback_binds_are_quiet() {
+        for quiet in ["127.0.0.1", "127.0.0.2", "::1"] {
+            assert_eq!(bind_warning(quiet.parse().unwrap(), 9999), None, "{quiet}");
+        }
+        for loud in ["0.0.0.0", "::", "192.168.1.10"] {
+            let w = bind_warning(loud.parse().unwrap(), 9999).expect(loud);
+            assert!(w.starts_with("warning: --bind"), "{w}");
+            assert!(
+                w.contains("/system and /store") && w.contains("token"),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn otlp_endpoints_must_be_reachable_urls() {
+        for ok in [
+            "http://host.docker.internal:4317",
+            "https://collector.example.com",
+            "http://10.0.0.5:4317/",
+        ] {
+            assert!(check_otlp_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "host.docker.internal:4317",
+            "grpc://c:4317",
+            "http://",
+            "http://localhost:4317",
+            "http://127.0.0.1:4317",
+        ] {
+            let e = check_otlp_endpoint(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains("--otlp-endpoint") && e.contains("host.docker.internal"),
+                "{e}"
+            );
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! on the instance's network, healthy. Idempotent: what already runs as asked is left alone, a
 //! missing or changed piece is (re)created.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,7 +14,7 @@ use crate::instance::{Instance, LABEL_SPEC, Role};
 use crate::paths;
 use crate::platform::{self, NatsSource, PlatformImages, Settings};
 use crate::progress::Progress;
-use crate::settings::{self, Given, Kept, NatsChoice};
+use crate::settings::{self, Given};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -98,11 +97,11 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         .bind
         .parse()
         .ok()
-        .and_then(|bind| bind_warning(bind, wanted.port))
+        .and_then(|bind| settings::bind_warning(bind, wanted.port))
     {
         eprintln!("{warning}");
     }
-    let settings = check_settings(&wanted).map_err(|e| {
+    let settings = settings::check(&wanted).map_err(|e| {
         if kept.is_some() {
             anyhow::anyhow!(
                 "{e:#} (values not given as flags are the ones kept in {}; --defaults forgets them)",
@@ -346,40 +345,6 @@ async fn restore_functions(
     Ok(failed)
 }
 
-/// Checks the resolved settings and turns them into what this run uses.
-fn check_settings(k: &Kept) -> anyhow::Result<Settings> {
-    let bind: IpAddr = k.bind.parse().with_context(|| {
-        format!(
-            "--bind '{}' is not an IP address (e.g. 127.0.0.1, ::1 or 0.0.0.0)",
-            k.bind
-        )
-    })?;
-    let nats = match &k.nats {
-        NatsChoice::Url(url) => {
-            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
-                bail!("--nats-url '{url}' must start with nats:// (e.g. nats://host.docker.internal:4222)");
-            }
-            NatsSource::External(url.clone())
-        }
-        NatsChoice::Image(image) => NatsSource::Image(image.clone()),
-        NatsChoice::HostBinary => NatsSource::HostBinary(paths::find_nats_server().context(
-            "nats-server is not installed on this host, and rfaas runs NATS from it. Install it \
-             (Debian/Ubuntu: `sudo apt-get install nats-server`), or pass --nats-image <local image> \
-             or --nats-url nats://…",
-        )?),
-    };
-    if let Some(endpoint) = &k.otlp_endpoint {
-        check_otlp_endpoint(endpoint)?;
-    }
-    Ok(Settings {
-        kept: Kept {
-            bind: bind.to_string(),
-            ..k.clone()
-        },
-        nats,
-    })
-}
-
 /// What `/system/functions` answers `token` with.
 async fn admin_status(url: &str, token: &str) -> anyhow::Result<u16> {
     let client = reqwest::Client::builder()
@@ -530,88 +495,4 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
         },
         flag = platform::instance_flag(instance),
     );
-}
-
-/// What to tell the user when the gateway is published beyond this machine's loopback.
-fn bind_warning(bind: IpAddr, port: u16) -> Option<String> {
-    if bind.is_loopback() {
-        return None;
-    }
-    Some(format!(
-        "warning: --bind {bind} publishes the gateway (port {port}) beyond this machine: anyone who \
-         can reach this host on the network can call every function, and only the admin token \
-         protects /system and /store. Use the default --bind 127.0.0.1 unless that is what you want \
-         (and then put TLS in front of it)."
-    ))
-}
-
-/// An OTLP/gRPC endpoint the containers can reach: `http(s)://host:port`, not the container's own
-/// loopback.
-fn check_otlp_endpoint(endpoint: &str) -> anyhow::Result<()> {
-    let Some(rest) = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-    else {
-        bail!(
-            "--otlp-endpoint '{endpoint}' must be an http:// or https:// URL of an OTLP/gRPC \
-             receiver (e.g. http://host.docker.internal:4317)"
-        );
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if host.is_empty() {
-        bail!("--otlp-endpoint '{endpoint}' names no host (e.g. http://host.docker.internal:4317)");
-    }
-    if matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0") {
-        bail!(
-            "--otlp-endpoint '{endpoint}' would point every container at itself: containers \
-             reach a receiver on this host as host.docker.internal (e.g. \
-             http://host.docker.internal:4317)"
-        );
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{bind_warning, check_otlp_endpoint};
-
-    #[test]
-    fn only_loopback_binds_are_quiet() {
-        for quiet in ["127.0.0.1", "127.0.0.2", "::1"] {
-            assert_eq!(bind_warning(quiet.parse().unwrap(), 9999), None, "{quiet}");
-        }
-        for loud in ["0.0.0.0", "::", "192.168.1.10"] {
-            let w = bind_warning(loud.parse().unwrap(), 9999).expect(loud);
-            assert!(w.starts_with("warning: --bind"), "{w}");
-            assert!(
-                w.contains("/system and /store") && w.contains("token"),
-                "{w}"
-            );
-        }
-    }
-
-    #[test]
-    fn otlp_endpoints_must_be_reachable_urls() {
-        for ok in [
-            "http://host.docker.internal:4317",
-            "https://collector.example.com",
-            "http://10.0.0.5:4317/",
-        ] {
-            assert!(check_otlp_endpoint(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "host.docker.internal:4317",
-            "grpc://c:4317",
-            "http://",
-            "http://localhost:4317",
-            "http://127.0.0.1:4317",
-        ] {
-            let e = check_otlp_endpoint(bad).expect_err(bad).to_string();
-            assert!(
-                e.contains("--otlp-endpoint") && e.contains("host.docker.internal"),
-                "{e}"
-            );
-        }
-    }
 }
