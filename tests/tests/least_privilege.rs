@@ -302,7 +302,7 @@ async fn every_container_is_locked_down_and_a_function_really_is() {
     for (entry, says) in [
         (
             json!({"name": "../x", "packageDir": "../probe", "filePath": "../probe/src/lib.rs"}),
-            "deploy[0]: name '../x' is not valid",
+            "deploy[0]: '../x' is not a valid function name",
         ),
         (
             json!({"name": "x", "packageDir": "../probe/../../../nowhere", "filePath": "../probe/src/lib.rs"}),
