@@ -31,7 +31,7 @@ ensure_tool() { # ensure_tool <command> <package>
     if ! command -v "$cmd" >/dev/null 2>&1 && [[ ! -x "/usr/sbin/$cmd" ]]; then
         log "installing $pkg (for $cmd)"
         local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
-        $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+        $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
     fi
 }
 
