@@ -40,7 +40,11 @@ pub struct Platform {
 impl Platform {
     /// Connects to the engine and the instance's running gateway.
     pub async fn connect(instance: &Instance) -> anyhow::Result<Platform> {
-        let engine = Engine::connect().await?;
+        Platform::on(Engine::connect().await?, instance).await
+    }
+
+    /// The instance's running gateway, through an engine already connected.
+    pub async fn on(engine: Engine, instance: &Instance) -> anyhow::Result<Platform> {
         let url = platform::gateway_url(&engine, instance).await?;
         let token = platform::admin_token(instance)?;
         let proxy = engine.inspect(&instance.proxy()).await?;

@@ -87,12 +87,12 @@ pub fn admin_token(instance: &Instance) -> anyhow::Result<Token> {
         });
     }
     let path = instance.token_path()?;
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => Ok(Token {
-            value: t.trim().to_string(),
+    match read_token_file(&path) {
+        Some(value) => Ok(Token {
+            value,
             source: TokenSource::File(path),
         }),
-        _ => bail!(
+        None => bail!(
             "no admin token at {}: start the platform with `proxyCli startFaas{}` (it writes one), \
              or set RFAAS_TOKEN to the platform's token",
             path.display(),
@@ -116,10 +116,7 @@ pub fn token(instance: &Instance, create: bool) -> anyhow::Result<String> {
 /// gateway agree. Otherwise the token file's, created (random, mode 0600) if missing.
 pub fn startup_token(instance: &Instance) -> anyhow::Result<(String, Option<String>)> {
     let path = instance.token_path()?;
-    let kept = std::fs::read_to_string(&path)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
+    let kept = read_token_file(&path);
     if let Ok(t) = std::env::var(env::TOKEN)
         && !t.is_empty()
     {
@@ -164,12 +161,17 @@ pub fn rotate_token(instance: &Instance) -> anyhow::Result<(String, Option<Strin
         );
     }
     let path = instance.token_path()?;
-    let old = std::fs::read_to_string(&path)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
+    let old = read_token_file(&path);
     let new = write_token(&path)?;
     Ok((new, old))
+}
+
+/// The token kept in the file at `path`, trimmed; `None` when the file is missing or empty.
+fn read_token_file(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// Writes a new random token to `path` (mode 0600).

@@ -278,7 +278,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
 
     // Functions the platform ran before a restart (or whose replicas were removed): run them
     // again from their kept images and settings before saying the platform is up.
-    let not_restored = restore_functions(instance, &progress, &mut changed).await?;
+    let not_restored = restore_functions(&engine, instance, &progress, &mut changed).await?;
 
     let url = platform::gateway_url(&engine, instance).await?;
     let token_path = instance.token_path()?;
@@ -311,11 +311,12 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
 /// `stopFaas`, or when they were removed by hand). Returns the functions it could not restore,
 /// with the reason.
 async fn restore_functions(
+    engine: &Engine,
     instance: &Instance,
     progress: &Progress,
     changed: &mut Vec<String>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let p = functions::Platform::connect(instance).await?;
+    let p = functions::Platform::on(engine.clone(), instance).await?;
     let routes = p.gateway.list().await?;
     let mut replicas = functions::by_function(p.all_replicas().await?);
     let mut failed = Vec::new();
