@@ -151,6 +151,7 @@ pub async fn deploy(
             nano_cpus: entry.nano_cpus,
             pids: i64::from(entry.pids),
             max_inflight: entry.max_inflight,
+            scale: None,
         },
         deployed_at: rfa_wire::time::now(),
     };
@@ -320,6 +321,7 @@ async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::
             deployed_at: d.deployed_at.clone(),
             queue: None,
             run: Some(d.run.clone()),
+            power: Default::default(),
         })
         .await
 }

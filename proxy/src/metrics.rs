@@ -281,6 +281,7 @@ mod tests {
             deployed_at: String::new(),
             queue: None,
             run: None,
+            power: Default::default(),
         }
     }
 

@@ -204,6 +204,7 @@ mod tests {
             deployed_at: "now".into(),
             queue: None,
             run: None,
+            power: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod names;
 pub mod problem;
 pub mod route;
+pub mod scale;
 pub mod store;
 pub mod time;
 
@@ -21,6 +22,8 @@ pub const STORE_PORT: u16 = 5001;
 pub const FUNCTION_PORT: u16 = 6000;
 /// NATS client port inside `rfa-net`.
 pub const NATS_PORT: u16 = 4222;
+/// Port the scaler (`rfa-scaler`) listens on inside `rfa-net` (never published).
+pub const SCALER_PORT: u16 = 7070;
 /// NATS monitoring port (its `/healthz` tells when JetStream is ready).
 pub const NATS_MONITOR_PORT: u16 = 8222;
 
@@ -60,6 +63,14 @@ pub mod env {
     /// Most async calls one function replica runs at once (default 8); also the `max_ack_pending`
     /// of the function's shared JetStream consumer.
     pub const MAX_INFLIGHT: &str = "RFAAS_MAX_INFLIGHT";
+    /// Base URL of the scaler (`http://rfa-scaler:7070`), for the gateway: where it asks for a
+    /// wake or a scale.
+    pub const SCALER_URL: &str = "RFAAS_SCALER_URL";
+    /// Base URL of the gateway (`http://rfa-proxy:9999`), for the scaler: load and routes.
+    pub const GATEWAY_URL: &str = "RFAAS_GATEWAY_URL";
+    /// The platform instance's label value (`default` or the `--instance` name), for the scaler:
+    /// it acts only on containers carrying it.
+    pub const INSTANCE: &str = "RFAAS_INSTANCE";
 }
 
 /// HTTP header names used across rfaas (OpenFaaS spellings where one exists).

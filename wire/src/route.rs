@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::scale::{Power, ScaleSpec};
+
 /// How a function is invoked.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +53,9 @@ pub struct FunctionRoute {
     /// deploy after a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunSpec>,
+    /// Whether the replicas run, are paused or are stopped (scale to zero); the scaler sets it.
+    #[serde(default, skip_serializing_if = "Power::is_running")]
+    pub power: Power,
 }
 
 /// Everything needed to run a function's replicas again from its image, without its sources:
@@ -67,6 +72,9 @@ pub struct RunSpec {
     pub nano_cpus: i64,
     pub pids: i64,
     pub max_inflight: u32,
+    /// Autoscaling bounds and idle rules (deploy.json's `scale`); absent: fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleSpec>,
 }
 
 /// The state of a function's async-call queue.
