@@ -121,3 +121,25 @@ mod tests {
         assert_eq!(e.text("A").as_deref(), Some("7"));
     }
 }
+
+/// A secret kept in a file (the admin token) that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {path}: {reason}")]
+pub struct SecretFileError {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+/// The secret in `path`, trimmed; an unreadable or empty file is an error.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, SecretFileError> {
+    let fail = |reason: String| SecretFileError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    Ok(secret.to_string())
+}

@@ -118,16 +118,8 @@ impl Config {
 
 /// The token in `path`, trimmed; an empty file is an error.
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(ConfigError::TokenFile {
-            path: path.to_path_buf(),
-            reason: "the file is empty".into(),
-        });
-    }
-    Ok(token.to_string())
+    rfa_io::env::read_secret_file(path).map_err(|e| ConfigError::TokenFile {
+        path: e.path,
+        reason: e.reason,
+    })
 }
