@@ -3,8 +3,9 @@
 
 Each workspace crate may depend (directly, normal or build dependencies) only on the workspace
 crates its rule allows, and nothing it depends on, however indirectly, may be one of the crates
-its rule forbids. A function (examples/*) depends on function-base alone. Only the CLI talks to
-Docker (bollard). Dev-dependencies (tests) are not checked.
+its rule forbids. A function (examples/*) depends on function-base alone. Only rfa-engine talks
+to Docker: it alone depends on bollard directly, and only crates that depend on rfa-engine (the
+CLI, the scaler) reach bollard at all. Dev-dependencies (tests) are not checked.
 
 Usage: scripts/check-layering.py [--metadata FILE]
   Without --metadata it runs `cargo metadata --format-version 1 --locked` in the workspace.
@@ -17,12 +18,13 @@ import sys
 from pathlib import Path
 
 # package -> (workspace crates it may depend on directly, crates it must never reach)
-SERVERS_NEVER = {"rfaas-cli", "bollard"}
+SERVERS_NEVER = {"rfaas-cli", "bollard", "rfa-engine", "rfa-scaler"}
+NO_DOCKER = {"bollard", "rfa-engine", "rfa-scaler", "rfaas-cli"}
 RULES = {
-    "rfa-wire": (set(), {"axum", "hyper", "bollard", "sled", "reqwest", "rfaas-cli"}),
+    "rfa-wire": (set(), {"axum", "hyper", "sled", "reqwest"} | NO_DOCKER),
     # (tonic, its OTLP exporter, may bring axum: that is its business.)
-    "rfa-telemetry": ({"rfa-wire"}, {"bollard", "sled", "rfaas-cli"}),
-    "rfa-io": ({"rfa-wire", "rfa-telemetry"}, {"bollard", "sled", "rfaas-cli"}),
+    "rfa-telemetry": ({"rfa-wire"}, {"sled"} | NO_DOCKER),
+    "rfa-io": ({"rfa-wire", "rfa-telemetry"}, {"sled"} | NO_DOCKER),
     "rfa-proxy": (
         {"rfa-wire", "rfa-telemetry", "rfa-io"},
         SERVERS_NEVER | {"rfa-store", "function-base", "sled"},
@@ -35,13 +37,26 @@ RULES = {
         {"rfa-wire", "rfa-telemetry", "rfa-io"},
         SERVERS_NEVER | {"rfa-proxy", "rfa-store", "sled"},
     ),
+    # The one crate that calls Docker: a library under the CLI and the scaler, knowing neither.
+    "rfa-engine": (
+        {"rfa-wire"},
+        {"rfaas-cli", "rfa-scaler", "rfa-proxy", "rfa-store", "function-base", "sled", "axum"},
+    ),
+    # The scaler acts through the engine interface and talks to the gateway over HTTP.
+    "rfa-scaler": (
+        {"rfa-wire", "rfa-telemetry", "rfa-io", "rfa-engine"},
+        {"rfaas-cli", "rfa-proxy", "rfa-store", "function-base", "sled"},
+    ),
     # The CLI runs the servers' binaries; it never links them.
-    "rfaas-cli": ({"rfa-wire"}, {"rfa-proxy", "rfa-store", "function-base", "sled", "axum"}),
+    "rfaas-cli": (
+        {"rfa-wire", "rfa-engine"},
+        {"rfa-proxy", "rfa-store", "function-base", "rfa-scaler", "sled", "axum"},
+    ),
     # End-to-end tests drive binaries; they may read the wire types.
-    "rfaas-tests": ({"rfa-wire"}, {"bollard"}),
+    "rfaas-tests": ({"rfa-wire"}, {"bollard", "rfa-engine"}),
 }
-# Only these packages may depend on bollard, directly or not.
-DOCKER_CLIENTS = {"rfaas-cli"}
+# The only package that may depend on bollard directly; the ones that may reach it through it.
+DOCKER_CLIENT = "rfa-engine"
 
 
 def load(argv):
@@ -112,8 +127,19 @@ def check(meta):
         for d in sorted(reached & never):
             how = "directly" if d in {name[x] for x in edges.get(pid, ())} else "through its dependencies"
             errors.append(f"{crate} must never depend on {d}, and does {how}")
-        if "bollard" in reached and crate not in DOCKER_CLIENTS and "bollard" not in never:
-            errors.append(f"{crate} depends on bollard: only the CLI talks to Docker")
+        direct_all = {name[x] for x in edges.get(pid, ())}
+        if "bollard" in direct_all and crate != DOCKER_CLIENT:
+            errors.append(
+                f"{crate} depends on bollard directly: only {DOCKER_CLIENT} talks to Docker "
+                f"(use its Engine or FunctionEngine)"
+            )
+        elif (
+            "bollard" in reached
+            and crate != DOCKER_CLIENT
+            and DOCKER_CLIENT not in reached
+            and "bollard" not in never
+        ):
+            errors.append(f"{crate} depends on bollard: only {DOCKER_CLIENT} talks to Docker")
     unknown_rules = set(RULES) - member_names
     return errors, sorted(unknown_rules)
 

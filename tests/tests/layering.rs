@@ -95,6 +95,32 @@ fn deliberate_violations_fail_the_check_and_name_the_rule() {
         ),
         ("method2", "serde", "method2 (a function) depends on serde"),
         ("rfa-wire", "axum", "rfa-wire must never depend on axum"),
+        // Only rfa-engine talks to Docker; the servers never reach it.
+        (
+            "rfaas-cli",
+            "bollard",
+            "rfaas-cli depends on bollard directly: only rfa-engine talks to Docker",
+        ),
+        (
+            "rfa-scaler",
+            "bollard",
+            "rfa-scaler depends on bollard directly: only rfa-engine talks to Docker",
+        ),
+        (
+            "rfa-proxy",
+            "rfa-engine",
+            "rfa-proxy must not depend on rfa-engine",
+        ),
+        (
+            "function-base",
+            "rfa-engine",
+            "function-base must never depend on rfa-engine",
+        ),
+        (
+            "rfa-engine",
+            "rfaas-cli",
+            "rfa-engine must not depend on rfaas-cli",
+        ),
         // Indirect: function-base through the store.
         (
             "function-base",

@@ -136,12 +136,35 @@ fn assert_locked_down(c: &Value, instance: &str) {
         "{name}: no bind mounts: {}",
         host["Binds"]
     );
+    // The engine's socket: the scaler's alone, the one bind mount rfaas makes.
+    let mut socket = None;
     for m in c["Mounts"].as_array().unwrap() {
+        if role == "scaler" && m["Type"] == "bind" {
+            assert_eq!(m["Destination"], "/var/run/docker.sock", "{name}: {m}");
+            assert!(socket.replace(m.clone()).is_none(), "{name}: one socket");
+            continue;
+        }
         assert_ne!(m["Type"], "bind", "{name}: bind mount {m}");
         assert!(!m.to_string().contains("docker.sock"), "{name}: {m}");
         if m["Type"] == "volume" {
             assert_eq!(m["Destination"], "/data", "{name}: {m}");
         }
+    }
+    let groups = &host["GroupAdd"];
+    if role == "scaler" {
+        let socket = socket.unwrap_or_else(|| panic!("{name}: the scaler has the socket"));
+        let source = socket["Source"].as_str().unwrap();
+        let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(source).unwrap());
+        assert_eq!(
+            groups,
+            &json!([gid.to_string()]),
+            "{name}: the socket's group, and no other"
+        );
+    } else {
+        assert!(
+            groups.is_null() || groups == &json!([]),
+            "{name}: no extra groups: {groups}"
+        );
     }
     let published = &host["PortBindings"];
     if role == "proxy" {
@@ -204,7 +227,7 @@ async fn every_container_is_locked_down_and_a_function_really_is() {
 
     // Every container of the instance (a future one too), from docker inspect.
     let names = p.containers();
-    for role in ["proxy", "store", "nats", "function"] {
+    for role in ["proxy", "store", "nats", "scaler", "function"] {
         assert!(
             names.iter().any(|n| {
                 inspect(n)["Config"]["Labels"]["io.rfaas.role"].as_str() == Some(role)
@@ -215,6 +238,27 @@ async fn every_container_is_locked_down_and_a_function_really_is() {
     for name in &names {
         assert_locked_down(&inspect(name), &p.instance);
     }
+    // The scaler can reach the engine, but as a non-root user, and it is the only one that can.
+    let scaler = inspect(&p.object("rfa-scaler"));
+    assert_eq!(
+        scaler["Config"]["User"], "10001:10001",
+        "the scaler is not root"
+    );
+    let with_socket: Vec<&String> = names
+        .iter()
+        .filter(|n| inspect(n).to_string().contains("docker.sock"))
+        .collect();
+    assert_eq!(
+        with_socket,
+        [&p.object("rfa-scaler")],
+        "only the scaler has the socket"
+    );
+    // The gateway knows where the scaler is.
+    let proxy_env = inspect(&p.object("rfa-proxy"))["Config"]["Env"].to_string();
+    assert!(
+        proxy_env.contains("RFAAS_SCALER_URL=http://rfa-scaler:7070"),
+        "{proxy_env}"
+    );
     // The function's own limits, from its deploy entry.
     let f = inspect(&p.object("rfa-fn-probe"));
     assert_eq!(f["HostConfig"]["Memory"], 64 << 20);

@@ -56,6 +56,31 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
             );
         }
     }
+    // The scaler runs beside them, hardened too; it alone has the engine's socket.
+    let scaler = inspect(&p.object("rfa-scaler"));
+    assert_eq!(scaler["State"]["Running"], true, "the scaler runs");
+    let l = labels(&scaler);
+    assert_eq!(l["io.rfaas.role"], "scaler");
+    assert_eq!(l["io.rfaas.instance"], p.instance.as_str());
+    assert_eq!(scaler["Config"]["User"], "10001:10001");
+    assert_eq!(scaler["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(scaler["HostConfig"]["CapDrop"], serde_json::json!(["ALL"]));
+    let aliases = scaler["NetworkSettings"]["Networks"][&net]["Aliases"].to_string();
+    assert!(aliases.contains("\"rfa-scaler\""), "{aliases}");
+    let env = scaler["Config"]["Env"].to_string();
+    for var in [
+        format!("RFAAS_INSTANCE={}", p.instance),
+        format!("RFAAS_GATEWAY_URL=http://{}:9999", p.object("rfa-proxy")),
+        "RFAAS_TOKEN_FILE=/data/token".to_string(),
+    ] {
+        assert!(env.contains(&var), "{var} in {env}");
+    }
+    assert!(
+        !env.contains(&p.token()),
+        "the token is not in the scaler's environment"
+    );
+    let mounts = scaler["Mounts"].to_string();
+    assert!(mounts.contains("/var/run/docker.sock"), "{mounts}");
     let net_info: serde_json::Value =
         serde_json::from_str(&docker(&["network", "inspect", &net])).unwrap();
     assert_eq!(net_info[0]["Labels"]["io.rfaas.managed"], "true");
@@ -118,13 +143,13 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
     assert!(!metrics.contains("\"nope\""), "{metrics}");
 
     // Again: nothing changes.
-    let ids_before: Vec<String> = ["rfa-proxy", "rfa-store", "rfa-nats"]
+    let ids_before: Vec<String> = ["rfa-proxy", "rfa-store", "rfa-nats", "rfa-scaler"]
         .iter()
         .map(|b| inspect(&p.object(b))["Id"].as_str().unwrap().to_string())
         .collect();
     let again = p.cli(&["startFaas", "--port", &p.port.to_string()]).ok();
     assert!(again.stdout.contains("already up and unchanged"), "{again}");
-    let ids_after: Vec<String> = ["rfa-proxy", "rfa-store", "rfa-nats"]
+    let ids_after: Vec<String> = ["rfa-proxy", "rfa-store", "rfa-nats", "rfa-scaler"]
         .iter()
         .map(|b| inspect(&p.object(b))["Id"].as_str().unwrap().to_string())
         .collect();

@@ -334,3 +334,88 @@ async fn an_ipv6_bind_and_a_token_of_the_users_own_work_end_to_end() {
         "{wrong}"
     );
 }
+
+/// The route of `name` as the gateway keeps it.
+async fn route_of(p: &Platform, name: &str) -> serde_json::Value {
+    let r = http()
+        .get(p.url(&format!("/system/functions/{name}")))
+        .bearer_auth(p.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the route of {name}");
+    r.json().await.unwrap()
+}
+
+/// Sets the `power` of `name`'s route, as the scaler does when it pauses or stops a function.
+async fn set_power(p: &Platform, name: &str, power: &str) {
+    let mut route = route_of(p, name).await;
+    route["power"] = power.into();
+    let r = http()
+        .put(p.url(&format!("/system/functions/{name}")))
+        .bearer_auth(p.token())
+        .json(&route)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "PUT {name}: {}", r.status());
+    assert_eq!(route_of(p, name).await["power"], power);
+}
+
+#[tokio::test]
+async fn start_faas_leaves_paused_and_stopped_functions_asleep_and_restores_them_when_gone() {
+    let p = Platform::start("restartpower");
+    let entries: Vec<serde_json::Value> = ["paused", "stopped", "gone"]
+        .iter()
+        .map(|n| echo_entry(n))
+        .collect();
+    let (_dir, file) = deploy_file(serde_json::Value::from(entries));
+    p.cli(&["deploy", file.to_str().unwrap()]).ok();
+
+    // What the scaler leaves behind: a paused function, a stopped one, and a stopped one whose
+    // containers were removed meanwhile.
+    let paused = p.object("rfa-fn-paused");
+    let stopped = p.object("rfa-fn-stopped");
+    set_power(&p, "paused", "paused").await;
+    docker(&["pause", &paused]);
+    set_power(&p, "stopped", "stopped").await;
+    docker(&["stop", "-t", "1", &stopped]);
+    set_power(&p, "gone", "stopped").await;
+    docker(&["rm", "-f", &p.object("rfa-fn-gone")]);
+    let ids = (container_id(&paused), container_id(&stopped));
+
+    let up = p.cli(&["startFaas"]).ok();
+    // The sleeping ones are left as they are: not started, not recreated.
+    assert_eq!((container_id(&paused), container_id(&stopped)), ids, "{up}");
+    let state = |name: &str| inspect(name)["State"].clone();
+    assert_eq!(state(&paused)["Paused"], true, "{up}");
+    assert_eq!(state(&stopped)["Running"], false, "{up}");
+    assert_eq!(route_of(&p, "paused").await["power"], "paused");
+    assert_eq!(route_of(&p, "stopped").await["power"], "stopped");
+    assert!(!up.output().contains("function 'paused'"), "{up}");
+    assert!(!up.output().contains("function 'stopped'"), "{up}");
+    // The one whose containers are gone is restored, and registered running.
+    assert!(up.output().contains("restored function 'gone'"), "{up}");
+    assert_eq!(running_replicas(&p, "gone").len(), 1);
+    let gone = route_of(&p, "gone").await;
+    assert!(
+        gone["power"].is_null() || gone["power"] == "running",
+        "{gone}"
+    );
+    let r = http().get(p.url("/functions/gone/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // `stop` of a paused function resumes it so that it drains, then removes it.
+    p.cli(&["stop", "paused"]).ok();
+    assert!(
+        docker_lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name=^{paused}$"),
+            "--format",
+            "{{.Names}}"
+        ])
+        .is_empty()
+    );
+}
