@@ -86,7 +86,10 @@ impl Config {
             _ => return Err(ConfigError::MissingToken(env::TOKEN_FILE, env::TOKEN)),
         };
         let defaults = Limits::default();
-        let scaler_url = vars.text(env::SCALER_URL).map(|url| scaler_url(&url)).transpose()?;
+        let scaler_url = vars
+            .text(env::SCALER_URL)
+            .map(|url| scaler_url(&url))
+            .transpose()?;
         Ok(Config {
             scaler_url,
             port: vars.number(env::PORT, rfa_wire::PROXY_PORT)?,
@@ -166,7 +169,13 @@ mod tests {
             scaler_url("http://127.0.0.1:1").unwrap(),
             "http://127.0.0.1:1"
         );
-        for bad in ["https://x:1", "rfa-scaler:7070", "http://", "http://x/y", "http://a b"] {
+        for bad in [
+            "https://x:1",
+            "rfa-scaler:7070",
+            "http://",
+            "http://x/y",
+            "http://a b",
+        ] {
             let e = scaler_url(bad).unwrap_err().to_string();
             assert!(e.contains("RFAAS_SCALER_URL") && e.contains(bad), "{e}");
         }

@@ -76,7 +76,15 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
             call,
             ..
         }) => (upstream, route.upstreams.len(), call),
-        Ok(_) => return not_forwarded(&state, &name, &span, started, ProxyError::NoReplica(name.clone())),
+        Ok(_) => {
+            return not_forwarded(
+                &state,
+                &name,
+                &span,
+                started,
+                ProxyError::NoReplica(name.clone()),
+            );
+        }
         Err(e) => return not_forwarded(&state, &name, &span, started, e),
     };
     let mut req = req;
@@ -84,7 +92,17 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Ok(v) => req.headers_mut().insert(rfa_wire::headers::TARGET, v),
         Err(_) => req.headers_mut().remove(rfa_wire::headers::TARGET),
     };
-    let sent = call(&state, &name, &rest, upstream, replicas, req, &span, &mut in_flight).await;
+    let sent = call(
+        &state,
+        &name,
+        &rest,
+        upstream,
+        replicas,
+        req,
+        &span,
+        &mut in_flight,
+    )
+    .await;
     let response = match sent {
         Ok(response) => response,
         Err(e) => {
@@ -150,9 +168,11 @@ async fn call(
     loop {
         let slot = Arc::new(Mutex::new(Some(body)));
         let attempt = Request::from_parts(parts.clone(), Body::new(Replayable::new(slot.clone())));
-        let result = proxy(state, &upstream, rest, attempt, limit, name, span, in_flight)
-            .await
-            .and_then(|response| misdirected(response, name));
+        let result = proxy(
+            state, &upstream, rest, attempt, limit, name, span, in_flight,
+        )
+        .await
+        .and_then(|response| misdirected(response, name));
         let Err(
             e @ ProxyError::Upstream {
                 unreachable: true, ..

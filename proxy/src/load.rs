@@ -12,8 +12,8 @@
 //!   call is not idleness), and counted from the route's registration (or the gateway's start)
 //!   when there has been no call.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rfa_wire::route::Power;

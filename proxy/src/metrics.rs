@@ -120,7 +120,10 @@ impl Metrics {
             ]),
             &["function_name", "kind"],
         )?;
-        let paused = IntGauge::new("rfa_functions_paused", "Functions whose replicas are paused")?;
+        let paused = IntGauge::new(
+            "rfa_functions_paused",
+            "Functions whose replicas are paused",
+        )?;
         let connections = IntGauge::new(
             "rfa_gateway_connections",
             "Client connections the gateway holds open now",
@@ -283,10 +286,7 @@ fn foreign_families(page: &str, ours: &std::collections::HashSet<String>) -> Str
                     _ => continue, // a plain comment
                 }
             }
-            None => trimmed
-                .split(['{', ' '])
-                .next()
-                .unwrap_or_default(),
+            None => trimmed.split(['{', ' ']).next().unwrap_or_default(),
         };
         if !clash(name) {
             kept.push_str(line);

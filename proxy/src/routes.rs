@@ -125,11 +125,7 @@ impl RouteTable {
         self.pick_for(name, Some(held))
     }
 
-    fn pick_for(
-        &self,
-        name: &str,
-        held: Option<Option<InFlight>>,
-    ) -> Result<Picked, ProxyError> {
+    fn pick_for(&self, name: &str, held: Option<Option<InFlight>>) -> Result<Picked, ProxyError> {
         let routes = self.read();
         let entry = routes
             .get(name)
@@ -305,7 +301,6 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rfa_wire::route::FunctionKind;
 
     fn route(name: &str, upstreams: &[&str]) -> FunctionRoute {
         FunctionRoute {
@@ -331,13 +326,23 @@ mod tests {
         assert!(!table.remove("b").unwrap());
         let again = RouteTable::load(Some(dir.path())).unwrap();
         assert_eq!(again.all(), vec![route("a", &["y:1", "z:1"])]);
+
+        // The power is kept: a restarted gateway holds calls to a paused function at once.
+        let mut paused = route("a", &["y:1"]);
+        paused.power = rfa_wire::route::Power::Paused;
+        again.put(paused.clone()).unwrap();
+        let third = RouteTable::load(Some(dir.path())).unwrap();
+        assert_eq!(third.all(), vec![paused]);
+        assert_eq!(third.pick("a").unwrap().upstream, None);
     }
 
     #[test]
     fn picks_round_robin() {
         let table = RouteTable::load(None).unwrap();
         table.put(route("a", &["x:1", "y:1"])).unwrap();
-        let picks: Vec<String> = (0..4).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..4)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 2);
         assert!(matches!(
             table.pick("nope"),
@@ -348,12 +353,52 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_or_stopped_function_gets_no_upstream_and_its_call_counts_as_held() {
+        let table = RouteTable::load(None).unwrap();
+        let mut paused = route("a", &["x:1"]);
+        paused.power = rfa_wire::route::Power::Paused;
+        table.put(paused.clone()).unwrap();
+        let picked = table.pick("a").unwrap();
+        assert_eq!(picked.upstream, None);
+        let live = picked.live.clone();
+        assert_eq!((live.inflight(), live.forwarding()), (1, 0));
+
+        // Still paused: picked again, still held.
+        let again = table.repick("a", picked.call).unwrap();
+        assert_eq!(again.upstream, None);
+        assert_eq!((live.inflight(), live.forwarding()), (1, 0));
+
+        // Running again (the counts survive the new route): forwarded.
+        table.put(route("a", &["x:1"])).unwrap();
+        let running = table.repick("a", again.call).unwrap();
+        assert_eq!(running.upstream.as_deref(), Some("x:1"));
+        assert_eq!((live.inflight(), live.forwarding()), (1, 1));
+        assert!(Arc::ptr_eq(&live, &running.live));
+        drop(running);
+        assert_eq!((live.inflight(), live.calls()), (0, 1));
+
+        // A stopped function with no replicas listed is held too, not a 502.
+        let mut stopped = route("s", &[]);
+        stopped.power = rfa_wire::route::Power::Stopped;
+        table.put(stopped).unwrap();
+        assert_eq!(table.pick("s").unwrap().upstream, None);
+
+        // Async-kind functions' calls are queued, not counted in flight here.
+        let mut queued = route("q", &["q:1"]);
+        queued.kind = FunctionKind::Async;
+        table.put(queued).unwrap();
+        assert!(table.pick("q").unwrap().call.is_none());
+    }
+
+    #[test]
     fn unreachable_replicas_are_skipped_until_readmitted() {
         let table = RouteTable::load(None).unwrap();
         table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
         assert!(table.eject("y:1"));
         assert!(!table.eject("y:1"), "ejected once, checked once");
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert!(!picks.contains(&"y:1".to_string()), "{picks:?}");
         assert!(picks.contains(&"x:1".to_string()) && picks.contains(&"z:1".to_string()));
 
@@ -366,22 +411,30 @@ mod tests {
         // every replica ejected: calls still go out, round robin over all
         table.eject("x:1");
         table.eject("z:1");
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
         // a new route (replicas replaced) clears them
         table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
         // an ejection lasts until the replica is readmitted (its health check passed)
         table.eject("x:1");
         std::thread::sleep(Duration::from_millis(5));
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert!(!picks.contains(&"x:1".to_string()), "{picks:?}");
         assert!(table.readmit("x:1").is_some());
         assert!(table.readmit("x:1").is_none());
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 10);
 
         assert!(table.is_routed("x:1"));

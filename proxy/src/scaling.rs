@@ -167,12 +167,18 @@ mod tests {
             parse_scale_request(br#"{"replicas": 3}"#).unwrap(),
             ScaleRequest { replicas: 3 }
         );
-        assert_eq!(parse_scale_request(br#"{"replicas":0}"#).unwrap().replicas, 0);
+        assert_eq!(
+            parse_scale_request(br#"{"replicas":0}"#).unwrap().replicas,
+            0
+        );
         for (body, says) in [
             (&br#"{"replicas": -1}"#[..], "negative (-1)"),
             (br#"{"replicas": 1.5}"#, "not a whole number (1.5)"),
             (br#"{"replicas": "2"}"#, "not a number"),
-            (br#"{"replicas": 2, "force": true}"#, "unknown field 'force'"),
+            (
+                br#"{"replicas": 2, "force": true}"#,
+                "unknown field 'force'",
+            ),
             (br#"{}"#, "missing"),
             (br#"[2]"#, "not a JSON object"),
             (b"two", "not JSON"),

@@ -157,10 +157,7 @@ async fn wake(state: &SharedState, name: &str, live: &Live) {
     let given_up = Instant::now() + WAKE_RETRY_BOUND;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     let set_error = |error: Option<String>| {
-        *live
-            .scaler_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = error;
+        *live.scaler_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
     };
     loop {
         if live.power().is_running() {
