@@ -26,7 +26,14 @@ pub struct ScaleSpec {
     /// `min` 0; not shorter than `idle_pause_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_stop_ms: Option<u64>,
+    /// How long load must want fewer replicas before they are removed (deploy.json
+    /// `scaleInDelay`, like Knative's `scale-down-delay`); [`DEFAULT_SCALE_IN_DELAY_MS`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_in_delay_ms: Option<u64>,
 }
+
+/// The scale-in cool-down when a scale block names none.
+pub const DEFAULT_SCALE_IN_DELAY_MS: u64 = 30_000;
 
 /// Most replicas one function may have (a bound on what a deploy file or `scale` can ask for).
 pub const MAX_REPLICAS: u32 = 64;
@@ -65,6 +72,11 @@ impl ScaleSpec {
             }
         }
         Ok(())
+    }
+
+    /// The scale-in cool-down.
+    pub fn scale_in_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.scale_in_delay_ms.unwrap_or(DEFAULT_SCALE_IN_DELAY_MS))
     }
 
     /// Whether `n` replicas lie within `min..=max`.
@@ -204,6 +216,7 @@ mod tests {
             target_inflight: 4,
             idle_pause_ms: None,
             idle_stop_ms: None,
+            scale_in_delay_ms: None,
         }
     }
 

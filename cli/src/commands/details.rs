@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bollard::models::ContainerSummary;
+use rfa_engine::ContainerSummary;
 use rfa_wire::time::unix_seconds;
 use serde::Serialize;
 
