@@ -2,8 +2,9 @@
 //! them with). Token required.
 //!
 //! A put that changes a running function's `power` to `paused` or `stopped` answers once no call
-//! is being forwarded to its replicas any more (at most 10 s): from the put on, new calls are held,
-//! so when the answer comes the scaler can freeze the replicas without catching a call.
+//! is being forwarded to its replicas any more (at most 5 s; the scaler's client waits 10 s):
+//! from the put on, new calls are held, so when the answer comes the scaler can freeze the
+//! replicas without catching a call.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,7 +16,7 @@ use rfa_wire::route::FunctionRoute;
 use crate::{ProxyError, SharedState};
 
 /// Longest a put that pauses or stops a function waits for the calls already forwarded to it.
-const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     if let Err(e) = state.token.check(&headers) {

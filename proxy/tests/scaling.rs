@@ -723,6 +723,7 @@ async fn scale_requests_are_checked_then_relayed_to_the_scaler() {
         target_inflight: 4,
         idle_pause_ms: None,
         idle_stop_ms: None,
+        scale_in_delay_ms: None,
     };
     gw.put(&route("f", up.addr, Power::Running, Some(bounded)))
         .await;
