@@ -1,4 +1,10 @@
-//! `/system/functions`: the admin API the CLI registers routes with. Token required.
+//! `/system/functions`: the admin API the CLI registers routes with (and the scaler rewrites
+//! them with). Token required.
+//!
+//! A put that changes a running function's `power` to `paused` or `stopped` answers once no call
+//! is being forwarded to its replicas any more (at most 5 s; the scaler's client waits 10 s):
+//! from the put on, new calls are held, so when the answer comes the scaler can freeze the
+//! replicas without catching a call.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,6 +14,9 @@ use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 use rfa_wire::route::FunctionRoute;
 
 use crate::{ProxyError, SharedState};
+
+/// Longest a put that pauses or stops a function waits for the calls already forwarded to it.
+const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     if let Err(e) = state.token.check(&headers) {
@@ -54,9 +63,27 @@ pub async fn put(
             route.name
         )));
     }
+    let before = state.routes.live(&name).map(|live| live.power());
     let created = state.routes.put(route.clone())?;
     state.metrics.set_service_counts(&state.routes.all());
-    tracing::info!(function = %name, upstreams = ?route.upstreams, "route registered");
+    tracing::info!(function = %name, upstreams = ?route.upstreams, power = %route.power, "route registered");
+    if !route.power.is_running()
+        && before.is_some_and(|p| p.is_running())
+        && let Some(live) = state.routes.live(&name)
+    {
+        // The scaler pauses or stops the replicas once this answers: no call may be on its way
+        // into them then. New calls are held from the put on; wait for the ones forwarded.
+        let bound = crate::wake::bound(&state.config).min(DRAIN_BOUND);
+        if !live.drained(bound).await {
+            tracing::warn!(
+                function = %name,
+                forwarding = live.forwarding(),
+                bound_ms = bound.as_millis() as u64,
+                "route set to {} while calls were still being forwarded",
+                route.power
+            );
+        }
+    }
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -14,7 +14,9 @@ use rfa_io::backoff::retry;
 use rfa_io::nats::{Connect, ensure_stream};
 use rfa_telemetry::{FutureExt as _, KeyValue, RequestSpan};
 use rfa_wire::headers;
+use rfa_wire::route::Power;
 
+use crate::load::Live;
 use crate::target::{finish, server_span, split_target, strip_hop_by_hop};
 use crate::{ProxyError, SharedState};
 
@@ -121,10 +123,10 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let span = server_span(&req, Some(&name));
-    if state.routes.get(&name).is_none() {
+    let Some((route, live)) = state.routes.get_live(&name) else {
         return finish(&span, ProxyError::UnknownFunction(name).into_response());
-    }
-    let response = enqueue(&state, &name, &rest, req, &span)
+    };
+    let response = enqueue(&state, &name, &rest, req, &span, &live, route.power)
         .with_context(span.context().clone())
         .await;
     finish(&span, response)
@@ -132,17 +134,25 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
 
 /// Queues `req` for function `name` at `rest` (its path inside the function).
 /// The function's worker continues `span`'s trace (its context goes along in the NATS headers).
+/// A call accepted for a function that is not running (`power`) asks the scaler to wake it, and
+/// does not wait for that.
 pub async fn enqueue(
     state: &SharedState,
     name: &str,
     rest: &str,
     req: Request,
     span: &RequestSpan,
+    live: &Arc<Live>,
+    power: Power,
 ) -> Response {
     match try_enqueue(state, name, rest, req, span).await {
         Ok(call_id) => {
             span.set_attribute(KeyValue::new("rfaas.call_id", call_id.clone()));
             state.metrics.async_accepted(name);
+            live.accepted();
+            if !power.is_running() {
+                crate::wake::request_wake(state, name, live);
+            }
             let mut response = StatusCode::ACCEPTED.into_response();
             if let Ok(v) = HeaderValue::from_str(&call_id) {
                 response.headers_mut().insert(headers::CALL_ID, v);

@@ -57,14 +57,17 @@ impl Token {
         }
     }
 
-    /// Checks the request's bearer token against the current one.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
-        let expected = self
-            .current
+    /// The token in force now (the gateway carries it to the scaler).
+    pub fn current(&self) -> Arc<str> {
+        self.current
             .read()
             .map(|t| t.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        check(headers, &expected)
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Checks the request's bearer token against the current one.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
+        check(headers, &self.current())
     }
 
     /// Re-reads the token file. `Ok(false)` when there is no file or it holds the same token;

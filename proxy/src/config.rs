@@ -29,6 +29,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Limits on client connections.
     pub limits: Limits,
+    /// `RFAAS_SCALER_URL` (`http://rfa-scaler:7070`, no trailing `/`): where the gateway asks
+    /// for a wake or a scale. `None`: a call to a paused function is answered 503 at once.
+    pub scaler_url: Option<String>,
 }
 
 /// What one client may do to the gateway's listener.
@@ -62,6 +65,12 @@ pub enum ConfigError {
     MissingToken(&'static str, &'static str),
     #[error("cannot read the admin token from {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
+    #[error("{var} must be an http:// URL such as http://rfa-scaler:{port}, not '{value}'")]
+    ScalerUrl {
+        var: &'static str,
+        port: u16,
+        value: String,
+    },
     #[error(transparent)]
     Env(#[from] EnvError),
 }
@@ -77,7 +86,12 @@ impl Config {
             _ => return Err(ConfigError::MissingToken(env::TOKEN_FILE, env::TOKEN)),
         };
         let defaults = Limits::default();
+        let scaler_url = vars
+            .text(env::SCALER_URL)
+            .map(|url| scaler_url(&url))
+            .transpose()?;
         Ok(Config {
+            scaler_url,
             port: vars.number(env::PORT, rfa_wire::PROXY_PORT)?,
             token,
             token_file,
@@ -116,10 +130,54 @@ impl Config {
     }
 }
 
+/// The scaler's base URL, checked (plain http: the scaler is on the instance's private network)
+/// and without a trailing `/`.
+pub fn scaler_url(value: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::ScalerUrl {
+        var: env::SCALER_URL,
+        port: rfa_wire::SCALER_PORT,
+        value: value.to_string(),
+    };
+    let trimmed = value.trim().trim_end_matches('/');
+    let authority = trimmed.strip_prefix("http://").ok_or_else(bad)?;
+    if authority.is_empty() || authority.contains(['/', '?', '#', ' ']) {
+        return Err(bad());
+    }
+    trimmed.parse::<axum::http::Uri>().map_err(|_| bad())?;
+    Ok(trimmed.to_string())
+}
+
 /// The token in `path`, trimmed; an empty file is an error.
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
     rfa_io::env::read_secret_file(path).map_err(|e| ConfigError::TokenFile {
         path: e.path,
         reason: e.reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaler_urls() {
+        assert_eq!(
+            scaler_url("http://rfa-scaler:7070/").unwrap(),
+            "http://rfa-scaler:7070"
+        );
+        assert_eq!(
+            scaler_url("http://127.0.0.1:1").unwrap(),
+            "http://127.0.0.1:1"
+        );
+        for bad in [
+            "https://x:1",
+            "rfa-scaler:7070",
+            "http://",
+            "http://x/y",
+            "http://a b",
+        ] {
+            let e = scaler_url(bad).unwrap_err().to_string();
+            assert!(e.contains("RFAAS_SCALER_URL") && e.contains(bad), "{e}");
+        }
+    }
 }

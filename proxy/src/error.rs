@@ -4,6 +4,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rfa_io::ProblemResponse;
 use rfa_wire::Problem;
+use rfa_wire::route::Power;
+
+/// What a client told to retry a call held for a waking function (or a scale the scaler could
+/// not take) is told to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -35,6 +40,45 @@ pub enum ProxyError {
     StoreUnavailable(String),
     #[error("could not persist the route table: {0}")]
     Persist(String),
+    #[error(
+        "function '{name}' is {power} and this gateway has no scaler to wake it \
+         (RFAAS_SCALER_URL is not set): restart the platform with proxyCli startFaas, which runs \
+         the scaler"
+    )]
+    NoScaler { name: String, power: Power },
+    #[error(
+        "function '{name}' is waking (it was {power}) and was not ready within {seconds} s: \
+         retry in a few seconds"
+    )]
+    Waking {
+        name: String,
+        power: Power,
+        seconds: u64,
+    },
+    #[error(
+        "function '{name}' is {power} and the scaler that wakes it is not answering ({reason}); \
+         the call waited {seconds} s: retry in a few seconds, and check the rfa-scaler container"
+    )]
+    ScalerUnreachable {
+        name: String,
+        power: Power,
+        reason: String,
+        seconds: u64,
+    },
+    #[error("the scaler could not wake function '{name}': {reason}")]
+    WakeFailed { name: String, reason: String },
+    #[error(
+        "this gateway has no scaler (RFAAS_SCALER_URL is not set), so it cannot {action}: \
+         restart the platform with proxyCli startFaas, which runs the scaler"
+    )]
+    ScalerNotConfigured { action: String },
+    #[error("the scaler is not answering, so the gateway cannot {action}: {reason}; retry shortly")]
+    ScalerUnavailable { action: String, reason: String },
+    #[error(
+        "the scaler did not answer within {seconds} s, so the gateway cannot tell whether it \
+         could {action}: check with proxyCli details"
+    )]
+    ScalerTimeout { action: String, seconds: u64 },
 }
 
 impl ProxyError {
@@ -49,6 +93,24 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::NoScaler { .. }
+            | ProxyError::Waking { .. }
+            | ProxyError::ScalerUnreachable { .. }
+            | ProxyError::WakeFailed { .. }
+            | ProxyError::ScalerNotConfigured { .. }
+            | ProxyError::ScalerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ScalerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Seconds a client should wait before it retries, for the errors a retry can cure.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::Waking { .. }
+            | ProxyError::ScalerUnreachable { .. }
+            | ProxyError::WakeFailed { .. }
+            | ProxyError::ScalerUnavailable { .. } => Some(RETRY_AFTER_SECONDS),
+            _ => None,
         }
     }
 }
@@ -57,6 +119,12 @@ impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let mut response =
             ProblemResponse(Problem::new(self.status(), self.to_string())).into_response();
+        if let Some(seconds) = self.retry_after() {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         if matches!(self, ProxyError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

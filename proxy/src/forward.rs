@@ -14,13 +14,14 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rfa_telemetry::{FutureExt as _, RequestSpan, propagate};
 use rfa_wire::route::FunctionKind;
 
+use crate::load::InFlight;
+use crate::routes::Picked;
 use crate::target::{check_rest, finish, server_span, split_target, strip_hop_by_hop};
 use crate::{ProxyError, SharedState, async_calls};
 
@@ -44,7 +45,7 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Err(e) => return e.into_response(),
     };
     let span = server_span(&req, Some(&name));
-    let (route, upstream) = match state.routes.pick(&name) {
+    let picked = match state.routes.pick(&name) {
         Ok(picked) => picked,
         Err(e) => {
             // Not for unknown names: a client could grow the label set without bound.
@@ -54,21 +55,55 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
             return finish(&span, e.into_response());
         }
     };
-    if route.kind == FunctionKind::Async {
-        let response = async_calls::enqueue(&state, &name, &rest, req, &span)
+    if picked.route.kind == FunctionKind::Async {
+        let power = picked.route.power;
+        let response = async_calls::enqueue(&state, &name, &rest, req, &span, &picked.live, power)
             .with_context(span.context().clone())
             .await;
         return finish(&span, response);
     }
     state.metrics.started(&name);
     let started = Instant::now();
+    let picked = if picked.upstream.is_some() {
+        Ok(picked)
+    } else {
+        crate::wake::hold(&state, &name, picked).await
+    };
+    let (upstream, replicas, mut in_flight) = match picked {
+        Ok(Picked {
+            route,
+            upstream: Some(upstream),
+            call,
+            ..
+        }) => (upstream, route.upstreams.len(), call),
+        Ok(_) => {
+            return not_forwarded(
+                &state,
+                &name,
+                &span,
+                started,
+                ProxyError::NoReplica(name.clone()),
+            );
+        }
+        Err(e) => return not_forwarded(&state, &name, &span, started, e),
+    };
     let mut req = req;
     match HeaderValue::from_str(&name) {
         Ok(v) => req.headers_mut().insert(rfa_wire::headers::TARGET, v),
         Err(_) => req.headers_mut().remove(rfa_wire::headers::TARGET),
     };
-    let replicas = route.upstreams.len();
-    let response = match call(&state, &name, &rest, upstream, replicas, req, &span).await {
+    let sent = call(
+        &state,
+        &name,
+        &rest,
+        upstream,
+        replicas,
+        req,
+        &span,
+        &mut in_flight,
+    )
+    .await;
+    let response = match sent {
         Ok(response) => response,
         Err(e) => {
             let _in_span = span.context().clone().attach();
@@ -82,10 +117,28 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
     finish(&span, response)
 }
 
+/// The answer to a sync call that was never forwarded (its function did not wake in time, or
+/// has no replica), counted like any answer.
+fn not_forwarded(
+    state: &SharedState,
+    name: &str,
+    span: &RequestSpan,
+    started: Instant,
+    e: ProxyError,
+) -> Response {
+    let _in_span = span.context().clone().attach();
+    tracing::warn!(function = %name, error = %e, "call not forwarded");
+    state
+        .metrics
+        .invocation(name, e.status().as_u16(), Some(started.elapsed()));
+    finish(span, e.into_response())
+}
+
 /// Sends a call to `upstream`, and when that replica cannot be reached and nothing of the call
 /// was sent (no connection, or a `421` from a container that took its address, before the body
 /// was read), to another replica of the function at once: a call fails only when no healthy
 /// replica is left. Every unreachable replica is ejected until its health check passes.
+#[allow(clippy::too_many_arguments)]
 async fn call(
     state: &SharedState,
     name: &str,
@@ -94,10 +147,11 @@ async fn call(
     replicas: usize,
     req: Request,
     span: &RequestSpan,
+    in_flight: &mut Option<InFlight>,
 ) -> Result<Response, ProxyError> {
     let limit = state.config.max_body;
     if replicas < 2 {
-        let result = proxy(state, &upstream, rest, req, limit, name, span)
+        let result = proxy(state, &upstream, rest, req, limit, name, span, in_flight)
             .await
             .and_then(|response| misdirected(response, name));
         if let Err(ProxyError::Upstream {
@@ -114,9 +168,11 @@ async fn call(
     loop {
         let slot = Arc::new(Mutex::new(Some(body)));
         let attempt = Request::from_parts(parts.clone(), Body::new(Replayable::new(slot.clone())));
-        let result = proxy(state, &upstream, rest, attempt, limit, name, span)
-            .await
-            .and_then(|response| misdirected(response, name));
+        let result = proxy(
+            state, &upstream, rest, attempt, limit, name, span, in_flight,
+        )
+        .await
+        .and_then(|response| misdirected(response, name));
         let Err(
             e @ ProxyError::Upstream {
                 unreachable: true, ..
@@ -253,6 +309,7 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
         state.config.max_body,
         "store",
         &span,
+        &mut None,
     )
     .await;
     let response = match result {
@@ -267,7 +324,9 @@ pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
 }
 
 /// Sends `req` to `http://<authority><path>?<query>` and streams the answer back; the upstream
-/// sees `span` as its parent in `traceparent`.
+/// sees `span` as its parent in `traceparent`. A call counted `in_flight` stays counted until the
+/// answer's body has been sent (the count moves into the body).
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     state: &SharedState,
     authority: &str,
@@ -276,6 +335,7 @@ async fn proxy(
     limit: u64,
     name: &str,
     span: &RequestSpan,
+    in_flight: &mut Option<InFlight>,
 ) -> Result<Response, ProxyError> {
     let (mut parts, body) = req.into_parts();
     if content_length(&parts.headers).is_some_and(|length| length > limit) {
@@ -335,8 +395,40 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        Body::new(body.map_err(axum::Error::new)),
+        Body::new(Answer {
+            inner: body,
+            _in_flight: in_flight.take(),
+        }),
     ))
+}
+
+/// An upstream's answer body, holding its call's in-flight count until it is dropped (sent whole,
+/// or the client left).
+struct Answer {
+    inner: Incoming,
+    _in_flight: Option<InFlight>,
+}
+
+impl HttpBody for Answer {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(axum::Error::new)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -7,6 +7,8 @@
 //! - `/async-functions/<name>[/<path>]` queues any function's call on JetStream and answers `202`.
 //! - `/system/functions[/<name>]` is the admin API the CLI uses to register routes ([`admin`]),
 //!   behind the bearer token ([`auth`]); the route table is persisted ([`routes`]).
+//! - `/system/load` and `/system/scale-function/<name>` are the scaling API ([`scaling`]); a
+//!   call to a paused or stopped function is held while the scaler wakes it ([`wake`]).
 //! - `/store/<path>` is forwarded to the document store, behind the token.
 //! - `/healthz` and `/metrics` (OpenFaaS gateway metric names, [`metrics`]).
 //!
@@ -19,10 +21,14 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod load;
 pub mod metrics;
 pub mod routes;
+pub mod scaler;
+pub mod scaling;
 pub mod server;
 pub mod target;
+pub mod wake;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +65,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/async-functions/{name}/", any(async_calls::handler))
         .route("/async-functions/{name}/{*rest}", any(async_calls::handler))
         .route("/system/functions", get(admin::list))
+        .route("/system/load", get(scaling::load))
+        .route(
+            "/system/scale-function/{name}",
+            axum::routing::post(scaling::scale_function),
+        )
         .route(
             "/system/functions/{name}",
             get(admin::get_one).put(admin::put).delete(admin::delete),
@@ -99,6 +110,7 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr()?,
         max_connections = state.config.limits.max_connections,
+        scaler = state.config.scaler_url.as_deref().unwrap_or("none"),
         header_timeout_seconds = state.config.limits.header_timeout.as_secs(),
         "rfa-proxy listening"
     );

@@ -11,6 +11,14 @@
 //! function's JetStream consumer (`fn-<name>`), i.e. calls stored and not yet delivered to a
 //! replica. It is absent for a function whose consumer does not exist yet (no replica has
 //! connected to NATS) and for every function while NATS is unreachable.
+//!
+//! Scaling (issue #16): `gateway_service_count` counts the replicas that take calls (0 while a
+//! function is paused or stopped), `rfa_functions_paused` the functions paused now, and
+//! `rfa_wake_seconds{function_name,kind}` how long a held call waited for its function to wake
+//! (`kind` `resume` from paused, `cold` from stopped). When a scaler is configured, its own
+//! `/metrics` (`rfa_scale_events_total` …) is appended, so one scrape covers both; families the
+//! gateway already wrote are dropped from it, and it is left out (logged) when the scaler does not
+//! answer within [`SCALER_METRICS_TIMEOUT`].
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -24,18 +32,20 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use rfa_wire::route::FunctionRoute;
+use rfa_wire::route::{FunctionRoute, Power};
 
 use crate::SharedState;
 
 /// Longest a scrape waits for the queue counts from NATS; past it they are left out.
 const QUEUE_STATS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a scrape waits for the scaler's own metrics; past it they are left out.
+pub const SCALER_METRICS_TIMEOUT: Duration = Duration::from_millis(300);
 
 const STARTED: &str = "gateway_function_invocation_started";
 const STARTED_HELP: &str = "Function calls started (a counter; untyped to keep the OpenFaaS name)";
 const SERVICE_COUNT: &str = "gateway_service_count";
-const SERVICE_COUNT_HELP: &str =
-    "Replicas registered per function (a gauge; untyped to keep the OpenFaaS name)";
+const SERVICE_COUNT_HELP: &str = "Replicas that take calls per function, 0 while it is paused or \
+     stopped (a gauge; untyped to keep the OpenFaaS name)";
 const QUEUED: &str = "rfa_async_queued";
 const QUEUED_HELP: &str =
     "Async calls stored on JetStream and not yet delivered to a replica, read at scrape time";
@@ -50,6 +60,8 @@ pub struct Metrics {
     service_count: IntGaugeVec,
     async_accepted: IntCounterVec,
     async_rejected: IntCounterVec,
+    wake_seconds: HistogramVec,
+    paused: IntGauge,
     /// Client connections open now (`rfa_gateway_connections`).
     pub connections: IntGauge,
     /// The cap on open connections (`rfa_gateway_connections_max`).
@@ -97,6 +109,21 @@ impl Metrics {
             ),
             &["function_name", "code"],
         )?;
+        let wake_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "rfa_wake_seconds",
+                "Seconds a call was held until its function ran again, by kind: resume (it was \
+                 paused) or cold (it was stopped)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["function_name", "kind"],
+        )?;
+        let paused = IntGauge::new(
+            "rfa_functions_paused",
+            "Functions whose replicas are paused",
+        )?;
         let connections = IntGauge::new(
             "rfa_gateway_connections",
             "Client connections the gateway holds open now",
@@ -116,7 +143,11 @@ impl Metrics {
         registry.register(Box::new(seconds.clone()))?;
         registry.register(Box::new(async_accepted.clone()))?;
         registry.register(Box::new(async_rejected.clone()))?;
+        registry.register(Box::new(wake_seconds.clone()))?;
+        registry.register(Box::new(paused.clone()))?;
         Ok(Metrics {
+            wake_seconds,
+            paused,
             registry,
             invocations,
             seconds,
@@ -156,17 +187,36 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_service_counts(&self, routes: &[FunctionRoute]) {
-        self.service_count.reset();
-        for route in routes {
-            self.service_count
-                .with_label_values(&[route.name.as_str()])
-                .set(route.upstreams.len() as i64);
-        }
+    /// A held call went on after `waited`; `kind` is `resume` or `cold`.
+    pub fn woken(&self, function: &str, kind: &str, waited: Duration) {
+        self.wake_seconds
+            .with_label_values(&[function, kind])
+            .observe(waited.as_secs_f64());
     }
 
-    /// Every family in the Prometheus text format; `queued` holds `(function, calls waiting)`.
-    pub fn render(&self, queued: &[(String, u64)]) -> Vec<u8> {
+    /// The replicas that take calls per function, and the functions paused.
+    pub fn set_service_counts(&self, routes: &[FunctionRoute]) {
+        self.service_count.reset();
+        let mut paused = 0;
+        for route in routes {
+            let serving = if route.power.is_running() {
+                route.upstreams.len()
+            } else {
+                0
+            };
+            self.service_count
+                .with_label_values(&[route.name.as_str()])
+                .set(serving as i64);
+            if route.power == Power::Paused {
+                paused += 1;
+            }
+        }
+        self.paused.set(paused);
+    }
+
+    /// Every family in the Prometheus text format; `queued` holds `(function, calls waiting)`,
+    /// `scaler` the scaler's own page (its families the gateway has too are dropped).
+    pub fn render(&self, queued: &[(String, u64)], scaler: Option<&str>) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -192,8 +242,58 @@ impl Metrics {
             }
         }
         out.extend_from_slice(text.as_bytes());
+        if let Some(page) = scaler {
+            let ours = family_names(&String::from_utf8_lossy(&out));
+            out.extend_from_slice(foreign_families(page, &ours).as_bytes());
+        }
         out
     }
+}
+
+/// The family names a text-format page declares (`# TYPE` and `# HELP` lines).
+fn family_names(page: &str) -> std::collections::HashSet<String> {
+    page.lines()
+        .filter_map(|line| {
+            let rest = line
+                .strip_prefix("# TYPE ")
+                .or_else(|| line.strip_prefix("# HELP "))?;
+            rest.split(' ').next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// The lines of `page` (another process's metrics) whose family is not in `ours`, ending with a
+/// newline; an OpenMetrics `# EOF` is dropped. A sample belongs to the family it names, or, for
+/// `_bucket`, `_sum`, `_count`, `_total` and `_created` series, to the one without the suffix.
+fn foreign_families(page: &str, ours: &std::collections::HashSet<String>) -> String {
+    let clash = |name: &str| {
+        ours.contains(name)
+            || ["_bucket", "_sum", "_count", "_total", "_created"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix).is_some_and(|f| ours.contains(f)))
+    };
+    let mut kept = String::new();
+    for line in page.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed == "# EOF" {
+            continue;
+        }
+        let name = match trimmed.strip_prefix('#') {
+            Some(comment) => {
+                let mut words = comment.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("TYPE" | "HELP" | "UNIT"), Some(name)) => name,
+                    _ => continue, // a plain comment
+                }
+            }
+            None => trimmed.split(['{', ' ']).next().unwrap_or_default(),
+        };
+        if !clash(name) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept
 }
 
 /// `# HELP` and `# TYPE` lines of one family.
@@ -261,10 +361,13 @@ async fn queued(state: &SharedState) -> Vec<(String, u64)> {
 }
 
 pub async fn handler(State(state): State<SharedState>) -> impl IntoResponse {
-    let queued = queued(&state).await;
+    let (queued, scaler) = tokio::join!(
+        queued(&state),
+        crate::scaler::metrics(&state, SCALER_METRICS_TIMEOUT)
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&queued),
+        state.metrics.render(&queued, scaler.as_deref()),
     )
 }
 
@@ -293,7 +396,7 @@ mod tests {
         m.invocation("method2", 202, Some(Duration::from_millis(3)));
         m.set_service_counts(&[route("method2", 2)]);
         m.async_accepted("method2");
-        let text = String::from_utf8(m.render(&[("method2".into(), 4)])).unwrap();
+        let text = String::from_utf8(m.render(&[("method2".into(), 4)], None)).unwrap();
         for line in [
             "# TYPE gateway_function_invocation_started untyped",
             "gateway_function_invocation_started{function_name=\"method2\"} 2",
@@ -327,7 +430,7 @@ mod tests {
     #[test]
     fn empty_families_are_left_out_and_label_values_escaped() {
         let m = Metrics::new().unwrap();
-        let text = String::from_utf8(m.render(&[])).unwrap();
+        let text = String::from_utf8(m.render(&[], None)).unwrap();
         assert!(!text.contains("gateway_function_invocation_started"));
         assert!(!text.contains("rfa_async_queued"));
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -6,22 +6,56 @@
 //! robin over the others, or, when every replica of a function is ejected, over all of them as
 //! before. It stays ejected until it answers its health check again (`health.rs` probes it) or a
 //! new route for its function (the CLI writes one whenever its replicas change) clears it.
+//!
+//! Beside each route lives its function's [`Live`] state (`load.rs`): the load counters and the
+//! power watch that held calls wait on. It outlives route replacements (the scaler rewrites a
+//! route at every scale step), so counts never restart while the function stays registered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rfa_wire::route::FunctionRoute;
+use rfa_wire::route::{FunctionKind, FunctionRoute};
 
 use crate::ProxyError;
+use crate::load::{InFlight, Live};
 
 const FILE: &str = "routes.json";
 
+/// One registered function: its route and its live state.
+#[derive(Clone)]
+struct Entry {
+    route: FunctionRoute,
+    live: Arc<Live>,
+}
+
+impl Entry {
+    fn new(route: FunctionRoute) -> Entry {
+        Entry {
+            live: Arc::new(Live::new(route.power)),
+            route,
+        }
+    }
+}
+
+/// What [`RouteTable::pick`] chose for one call.
+pub struct Picked {
+    pub route: FunctionRoute,
+    /// The replica (`host:port`) to send the call to; `None` while the function is paused or
+    /// stopped (the call is held, never sent into a frozen container).
+    pub upstream: Option<String>,
+    pub live: Arc<Live>,
+    /// A sync call, counted in flight from the moment it was picked (under the table's lock, so
+    /// a route change to `paused` either sees it or is seen by it); `None` for an async-kind
+    /// function (its calls are queued, and counted when accepted).
+    pub call: Option<InFlight>,
+}
+
 pub struct RouteTable {
     file: Option<PathBuf>,
-    routes: RwLock<BTreeMap<String, FunctionRoute>>,
+    routes: RwLock<BTreeMap<String, Entry>>,
     next: AtomicUsize,
     /// Upstreams (`host:port`) skipped until they answer their health check again, with the
     /// time each was ejected.
@@ -36,7 +70,9 @@ impl RouteTable {
             Some(path) if path.exists() => {
                 let text = std::fs::read(path)?;
                 let list: Vec<FunctionRoute> = serde_json::from_slice(&text)?;
-                list.into_iter().map(|r| (r.name.clone(), r)).collect()
+                list.into_iter()
+                    .map(|r| (r.name.clone(), Entry::new(r)))
+                    .collect()
             }
             _ => BTreeMap::new(),
         };
@@ -49,20 +85,70 @@ impl RouteTable {
     }
 
     pub fn get(&self, name: &str) -> Option<FunctionRoute> {
-        self.read().get(name).cloned()
+        self.read().get(name).map(|e| e.route.clone())
+    }
+
+    /// The route of `name` and its live state.
+    pub fn get_live(&self, name: &str) -> Option<(FunctionRoute, Arc<Live>)> {
+        self.read()
+            .get(name)
+            .map(|e| (e.route.clone(), e.live.clone()))
+    }
+
+    /// The live state of `name`.
+    pub fn live(&self, name: &str) -> Option<Arc<Live>> {
+        self.read().get(name).map(|e| e.live.clone())
     }
 
     pub fn all(&self) -> Vec<FunctionRoute> {
-        self.read().values().cloned().collect()
+        self.read().values().map(|e| e.route.clone()).collect()
+    }
+
+    /// Every route with its live state.
+    pub fn all_live(&self) -> Vec<(FunctionRoute, Arc<Live>)> {
+        self.read()
+            .values()
+            .map(|e| (e.route.clone(), e.live.clone()))
+            .collect()
     }
 
     /// Picks the upstream (`host:port`) for the next call to `name`, round robin over the
-    /// replicas that are not ejected (over all of them if every one is).
-    pub fn pick(&self, name: &str) -> Result<(FunctionRoute, String), ProxyError> {
+    /// replicas that are not ejected (over all of them if every one is), and counts a sync call
+    /// in flight. A paused or stopped function gets no upstream (the caller holds the call).
+    pub fn pick(&self, name: &str) -> Result<Picked, ProxyError> {
+        self.pick_for(name, None)
+    }
+
+    /// Picks again for a call held while its function was not running (`held` stays counted:
+    /// as forwarded once the function runs).
+    pub fn repick(&self, name: &str, held: Option<InFlight>) -> Result<Picked, ProxyError> {
+        self.pick_for(name, Some(held))
+    }
+
+    fn pick_for(&self, name: &str, held: Option<Option<InFlight>>) -> Result<Picked, ProxyError> {
         let routes = self.read();
-        let route = routes
+        let entry = routes
             .get(name)
             .ok_or_else(|| ProxyError::UnknownFunction(name.to_string()))?;
+        let route = &entry.route;
+        let running = route.power.is_running();
+        let call = match held {
+            Some(mut call) => {
+                if running && let Some(call) = call.as_mut() {
+                    call.forwarded();
+                }
+                call
+            }
+            None => (route.kind != FunctionKind::Async).then(|| entry.live.begin(running)),
+        };
+        if !running {
+            return Ok(Picked {
+                route: route.clone(),
+                upstream: None,
+                live: entry.live.clone(),
+                call,
+            });
+        }
         let n = route.upstreams.len();
         if n == 0 {
             return Err(ProxyError::NoReplica(name.to_string()));
@@ -79,14 +165,19 @@ impl RouteTable {
                     .unwrap_or(i)
             }
         };
-        Ok((route.clone(), route.upstreams[chosen].clone()))
+        Ok(Picked {
+            route: route.clone(),
+            upstream: Some(route.upstreams[chosen].clone()),
+            live: entry.live.clone(),
+            call,
+        })
     }
 
     /// Another replica of `name` to retry a call on that could not reach any of `tried`: one
     /// that is neither ejected nor tried, or `None`.
     pub fn pick_other(&self, name: &str, tried: &[String]) -> Option<String> {
         let routes = self.read();
-        let route = routes.get(name)?;
+        let route = &routes.get(name)?.route;
         let ejected = self.ejected();
         let n = route.upstreams.len();
         let i = self.next.fetch_add(1, Ordering::Relaxed);
@@ -121,14 +212,15 @@ impl RouteTable {
     pub fn is_routed(&self, upstream: &str) -> bool {
         self.read()
             .values()
-            .any(|r| r.upstreams.iter().any(|u| u == upstream))
+            .any(|e| e.route.upstreams.iter().any(|u| u == upstream))
     }
 
     fn ejected(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         self.ejected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds or replaces a route; returns whether it is new. Persisted before it takes effect.
+    /// Adds or replaces a route; returns whether it is new. Persisted before it takes effect;
+    /// then calls held for the function see its new power.
     pub fn put(&self, route: FunctionRoute) -> Result<bool, ProxyError> {
         let mut routes = self.write();
         let mut next = routes.clone();
@@ -139,9 +231,21 @@ impl RouteTable {
                 ejected.remove(upstream);
             }
         }
-        let created = next.insert(route.name.clone(), route).is_none();
+        let power = route.power;
+        let created = !routes.contains_key(&route.name);
+        let entry = match next.remove(&route.name) {
+            Some(old) => Entry {
+                route,
+                live: old.live,
+            },
+            None => Entry::new(route),
+        };
+        let live = entry.live.clone();
+        next.insert(entry.route.name.clone(), entry);
         self.persist(&next)?;
         *routes = next;
+        drop(routes);
+        live.set_power(power);
         Ok(created)
     }
 
@@ -152,17 +256,21 @@ impl RouteTable {
             return Ok(false);
         }
         let mut next = routes.clone();
-        next.remove(name);
+        let removed = next.remove(name);
         self.persist(&next)?;
         *routes = next;
+        drop(routes);
+        if let Some(entry) = removed {
+            entry.live.removed();
+        }
         Ok(true)
     }
 
-    fn persist(&self, routes: &BTreeMap<String, FunctionRoute>) -> Result<(), ProxyError> {
+    fn persist(&self, routes: &BTreeMap<String, Entry>) -> Result<(), ProxyError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
-        let list: Vec<&FunctionRoute> = routes.values().collect();
+        let list: Vec<&FunctionRoute> = routes.values().map(|e| &e.route).collect();
         let write = || -> std::io::Result<()> {
             let tmp = path.with_extension("json.tmp");
             let body = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
@@ -181,11 +289,11 @@ impl RouteTable {
         write().map_err(|e| ProxyError::Persist(format!("{}: {e}", path.display())))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, FunctionRoute>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
         self.routes.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, FunctionRoute>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
         self.routes.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -193,7 +301,6 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rfa_wire::route::FunctionKind;
 
     fn route(name: &str, upstreams: &[&str]) -> FunctionRoute {
         FunctionRoute {
@@ -219,13 +326,23 @@ mod tests {
         assert!(!table.remove("b").unwrap());
         let again = RouteTable::load(Some(dir.path())).unwrap();
         assert_eq!(again.all(), vec![route("a", &["y:1", "z:1"])]);
+
+        // The power is kept: a restarted gateway holds calls to a paused function at once.
+        let mut paused = route("a", &["y:1"]);
+        paused.power = rfa_wire::route::Power::Paused;
+        again.put(paused.clone()).unwrap();
+        let third = RouteTable::load(Some(dir.path())).unwrap();
+        assert_eq!(third.all(), vec![paused]);
+        assert_eq!(third.pick("a").unwrap().upstream, None);
     }
 
     #[test]
     fn picks_round_robin() {
         let table = RouteTable::load(None).unwrap();
         table.put(route("a", &["x:1", "y:1"])).unwrap();
-        let picks: Vec<String> = (0..4).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..4)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 2);
         assert!(matches!(
             table.pick("nope"),
@@ -236,12 +353,52 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_or_stopped_function_gets_no_upstream_and_its_call_counts_as_held() {
+        let table = RouteTable::load(None).unwrap();
+        let mut paused = route("a", &["x:1"]);
+        paused.power = rfa_wire::route::Power::Paused;
+        table.put(paused.clone()).unwrap();
+        let picked = table.pick("a").unwrap();
+        assert_eq!(picked.upstream, None);
+        let live = picked.live.clone();
+        assert_eq!((live.inflight(), live.forwarding()), (1, 0));
+
+        // Still paused: picked again, still held.
+        let again = table.repick("a", picked.call).unwrap();
+        assert_eq!(again.upstream, None);
+        assert_eq!((live.inflight(), live.forwarding()), (1, 0));
+
+        // Running again (the counts survive the new route): forwarded.
+        table.put(route("a", &["x:1"])).unwrap();
+        let running = table.repick("a", again.call).unwrap();
+        assert_eq!(running.upstream.as_deref(), Some("x:1"));
+        assert_eq!((live.inflight(), live.forwarding()), (1, 1));
+        assert!(Arc::ptr_eq(&live, &running.live));
+        drop(running);
+        assert_eq!((live.inflight(), live.calls()), (0, 1));
+
+        // A stopped function with no replicas listed is held too, not a 502.
+        let mut stopped = route("s", &[]);
+        stopped.power = rfa_wire::route::Power::Stopped;
+        table.put(stopped).unwrap();
+        assert_eq!(table.pick("s").unwrap().upstream, None);
+
+        // Async-kind functions' calls are queued, not counted in flight here.
+        let mut queued = route("q", &["q:1"]);
+        queued.kind = FunctionKind::Async;
+        table.put(queued).unwrap();
+        assert!(table.pick("q").unwrap().call.is_none());
+    }
+
+    #[test]
     fn unreachable_replicas_are_skipped_until_readmitted() {
         let table = RouteTable::load(None).unwrap();
         table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
         assert!(table.eject("y:1"));
         assert!(!table.eject("y:1"), "ejected once, checked once");
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert!(!picks.contains(&"y:1".to_string()), "{picks:?}");
         assert!(picks.contains(&"x:1".to_string()) && picks.contains(&"z:1".to_string()));
 
@@ -254,22 +411,30 @@ mod tests {
         // every replica ejected: calls still go out, round robin over all
         table.eject("x:1");
         table.eject("z:1");
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
         // a new route (replicas replaced) clears them
         table.put(route("a", &["x:1", "y:1", "z:1"])).unwrap();
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "y:1").count(), 10);
 
         // an ejection lasts until the replica is readmitted (its health check passed)
         table.eject("x:1");
         std::thread::sleep(Duration::from_millis(5));
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert!(!picks.contains(&"x:1".to_string()), "{picks:?}");
         assert!(table.readmit("x:1").is_some());
         assert!(table.readmit("x:1").is_none());
-        let picks: Vec<String> = (0..30).map(|_| table.pick("a").unwrap().1).collect();
+        let picks: Vec<String> = (0..30)
+            .map(|_| table.pick("a").unwrap().upstream.unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "x:1").count(), 10);
 
         assert!(table.is_routed("x:1"));

@@ -62,21 +62,23 @@ impl ScaleSpec {
                 self.min
             ));
         }
-        if let (Some(pause), Some(stop)) = (self.idle_pause_ms, self.idle_stop_ms) {
-            if pause > stop {
-                return Err(format!(
-                    "scale.idlePause ({}) is longer than scale.idleStop ({}): a function is paused before it is stopped",
-                    show_ms(pause),
-                    show_ms(stop)
-                ));
-            }
+        if let (Some(pause), Some(stop)) = (self.idle_pause_ms, self.idle_stop_ms)
+            && pause > stop
+        {
+            return Err(format!(
+                "scale.idlePause ({}) is longer than scale.idleStop ({}): a function is paused before it is stopped",
+                show_ms(pause),
+                show_ms(stop)
+            ));
         }
         Ok(())
     }
 
     /// The scale-in cool-down.
     pub fn scale_in_delay(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.scale_in_delay_ms.unwrap_or(DEFAULT_SCALE_IN_DELAY_MS))
+        std::time::Duration::from_millis(
+            self.scale_in_delay_ms.unwrap_or(DEFAULT_SCALE_IN_DELAY_MS),
+        )
     }
 
     /// Whether `n` replicas lie within `min..=max`.
@@ -168,11 +170,11 @@ pub struct WakeReport {
 /// fractions, no spaces) → milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let bad = || {
-        format!("'{text}' is not a duration: write a whole number with a unit, e.g. 500ms, 30s, 5m, 2h")
+        format!(
+            "'{text}' is not a duration: write a whole number with a unit, e.g. 500ms, 30s, 5m, 2h"
+        )
     };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(bad)?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err(bad());
@@ -194,11 +196,11 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
 
 /// Milliseconds as a deploy file would write them (`90s`, `30m`, `1500ms`).
 pub fn show_ms(ms: u64) -> String {
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")
@@ -226,7 +228,17 @@ mod tests {
         assert_eq!(parse_duration_ms("30m"), Ok(1_800_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
-        for bad in ["", "s", "60", "1.5s", "-1s", "60 s", "60S", "1d", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "s",
+            "60",
+            "1.5s",
+            "-1s",
+            "60 s",
+            "60S",
+            "1d",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
         assert!(parse_duration_ms("0s").unwrap_err().contains("zero"));
