@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use rfa_wire::route::FunctionKind;
 
 use crate::deploy_file::Entry;
-use crate::instance::Instance;
+use crate::instance::{HostFiles, Instance};
 use crate::shape::Target;
 
 /// The package (and binary) name of a function's wrapper: unique per instance, so two instances

@@ -7,29 +7,33 @@
 //! removes the new containers and leaves the old version serving.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use rfa_engine::{
+    Bridge, ContainerSummary, Engine, FunctionEngine, FunctionTemplate, Reach, Replica,
+};
+use rfa_wire::env;
 use rfa_wire::route::{FunctionKind, FunctionRoute, RunSpec};
-use rfa_wire::{FUNCTION_PORT, env};
 
 use crate::deploy_file::Entry;
-use crate::docker::{ContainerSpec, Engine};
 use crate::gateway::Gateway;
 use crate::images::{AppImage, BaseImage};
-use crate::instance::{
-    Instance, LABEL_BASE, LABEL_DEPLOYMENT, LABEL_FUNCTION, LABEL_KIND, LABEL_SPEC, LABEL_UPSTREAM,
-    Role,
-};
+use crate::instance::{Instance, LABEL_BASE, LABEL_FUNCTION, LABEL_KIND, LABEL_UPSTREAM, Role};
 use crate::platform;
 use crate::progress::Progress;
 
 /// How long a new replica may take to answer `/healthz`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an old replica has to drain its calls before it is killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
 /// What a function container needs from the running platform.
 pub struct Platform {
     pub engine: Engine,
+    /// The function replicas, through the engine interface the scaler uses too.
+    pub replicas: Bridge,
     pub instance: Instance,
     pub gateway: Gateway,
     /// Platform-provided environment: NATS and store URLs, OTLP endpoint.
@@ -65,29 +69,32 @@ impl Platform {
         Ok(Platform {
             gateway: Gateway::new(url, token, platform::instance_flag(instance))?,
             base: BaseImage::of_platform(base_label.as_deref())?,
+            // The CLI runs on the host: it reaches a replica by its address on the bridge.
+            replicas: Bridge::new(engine.clone(), instance.clone(), Reach::ContainerIp)?,
             engine,
             instance: instance.clone(),
             platform_env,
         })
     }
 
-    /// The function's replicas as the engine has them.
-    pub async fn replicas(
-        &self,
-        name: &str,
-    ) -> anyhow::Result<Vec<bollard::models::ContainerSummary>> {
-        let mut filters = self.instance.filters(Some(Role::Function));
-        if let Some(labels) = filters.get_mut("label") {
-            labels.push(format!("{LABEL_FUNCTION}={name}"));
-        }
-        self.engine.list_containers(filters).await
+    /// All function containers of the instance, as the engine lists them.
+    pub async fn all_replicas(&self) -> anyhow::Result<Vec<ContainerSummary>> {
+        Ok(self
+            .engine
+            .list_containers(self.instance.filters(Some(Role::Function)))
+            .await?)
     }
 
-    /// All function containers of the instance.
-    pub async fn all_replicas(&self) -> anyhow::Result<Vec<bollard::models::ContainerSummary>> {
-        self.engine
-            .list_containers(self.instance.filters(Some(Role::Function)))
-            .await
+    /// The template every replica of `d` is made from.
+    fn template(&self, d: &Desired) -> FunctionTemplate {
+        FunctionTemplate {
+            instance: self.instance.clone(),
+            name: d.name.clone(),
+            kind: d.kind,
+            image: d.image.clone(),
+            run: d.run.clone(),
+            platform_env: self.platform_env.clone(),
+        }
     }
 }
 
@@ -97,11 +104,11 @@ pub enum Outcome {
     Unchanged,
 }
 
-fn label<'a>(c: &'a bollard::models::ContainerSummary, key: &str) -> Option<&'a str> {
+fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     c.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-pub fn container_name(c: &bollard::models::ContainerSummary) -> String {
+pub fn container_name(c: &ContainerSummary) -> String {
     c.names
         .as_ref()
         .and_then(|n| n.first())
@@ -109,7 +116,7 @@ pub fn container_name(c: &bollard::models::ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
-fn running(c: &bollard::models::ContainerSummary) -> bool {
+fn running(c: &ContainerSummary) -> bool {
     c.state.as_ref().map(|s| s.to_string()) == Some("running".to_string())
 }
 
@@ -170,7 +177,7 @@ pub enum RestoreError {
 }
 
 /// Whether every upstream of `route` is served by a running replica of this instance.
-pub fn route_served(route: &FunctionRoute, replicas: &[bollard::models::ContainerSummary]) -> bool {
+pub fn route_served(route: &FunctionRoute, replicas: &[ContainerSummary]) -> bool {
     !route.upstreams.is_empty()
         && route.upstreams.iter().all(|u| {
             replicas
@@ -190,7 +197,7 @@ pub async fn restore(
     match p.engine.image_exists(&route.image).await {
         Ok(true) => {}
         Ok(false) => return Err(RestoreError::ImageGone(route.image.clone())),
-        Err(e) => return Err(RestoreError::Failed(e)),
+        Err(e) => return Err(RestoreError::Failed(e.into())),
     }
     let desired = Desired {
         name: route.name.clone(),
@@ -207,81 +214,37 @@ pub async fn restore(
 /// Makes the function's replicas match `d`: leaves them if they already do, else starts new
 /// ones beside the old, waits for their health, switches the route, then drains the old.
 async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Result<Outcome> {
-    let mut env_vars = vec![
-        format!("{}={}", env::FUNCTION_NAME, d.name),
-        format!("{}={}", env::FUNCTION_KIND, d.kind),
-        format!("{}={FUNCTION_PORT}", env::PORT),
-        format!("{}={}", env::MAX_INFLIGHT, d.run.max_inflight),
-    ];
-    env_vars.extend(p.platform_env.iter().cloned());
-    env_vars.extend(d.run.env.iter().cloned());
-
-    let template = ContainerSpec {
-        image: d.image.clone(),
-        env: env_vars,
-        network: p.instance.network(),
-        memory_bytes: Some(d.run.memory_bytes),
-        nano_cpus: Some(d.run.nano_cpus),
-        pids_limit: Some(d.run.pids),
-        host_gateway: true,
-        hardened: true,
-        ..Default::default()
-    };
-    let spec_hash = format!(
-        "{}-{}-{}",
-        platform::spec_hash(&template),
-        d.run.replicas,
-        d.kind
-    );
-
-    let old = p.replicas(&d.name).await?;
+    let template = p.template(d);
+    let spec_hash = template.spec_hash();
+    let old = p.replicas.list(Some(&d.name)).await?;
     let unchanged = old.len() == d.run.replicas as usize
-        && old
-            .iter()
-            .all(|c| running(c) && label(c, LABEL_SPEC) == Some(spec_hash.as_str()));
+        && old.iter().all(|r| r.is_running() && r.spec == spec_hash);
     if unchanged {
-        let upstreams: Vec<String> = old
-            .iter()
-            .filter_map(|c| label(c, LABEL_UPSTREAM).map(String::from))
-            .collect();
-        if upstreams.len() == old.len() {
-            register(p, d, upstreams).await?;
-            return Ok(Outcome::Unchanged);
-        }
+        let upstreams = old.iter().map(|r| r.upstream.clone()).collect();
+        register(p, d, upstreams).await?;
+        return Ok(Outcome::Unchanged);
     }
 
     let bits: u32 = rand::random();
     let deployment = format!("{bits:08x}");
-    let mut new_names = Vec::new();
-    let mut upstreams = Vec::new();
+    let mut new = Vec::new();
     for k in 0..d.run.replicas as usize {
-        let alias = format!("rfa-fn-{}-{deployment}-{k}", d.name);
-        let upstream = format!("{alias}:{FUNCTION_PORT}");
-        let mut labels = p.instance.labels(Role::Function);
-        labels.insert(LABEL_FUNCTION.into(), d.name.clone());
-        labels.insert(LABEL_KIND.into(), d.kind.to_string());
-        labels.insert(LABEL_SPEC.into(), spec_hash.clone());
-        labels.insert(LABEL_DEPLOYMENT.into(), deployment.clone());
-        labels.insert(LABEL_UPSTREAM.into(), upstream.clone());
-        let spec = ContainerSpec {
-            name: format!("{}-{deployment}", p.instance.function_container(&d.name, k)),
-            aliases: vec![alias],
-            labels,
-            ..template.clone()
-        };
-        progress.step(&format!("starting {}", spec.name));
-        let started = p.engine.run(&spec).await;
-        new_names.push(spec.name.clone());
-        if let Err(e) = started {
-            discard(p, &new_names).await;
-            return Err(e);
+        let name = format!("{}-{deployment}", p.instance.function_container(&d.name, k));
+        progress.step(&format!("starting {name}"));
+        match p.replicas.create(&template, &deployment, k, &name).await {
+            Ok(replica) => new.push(replica),
+            Err(e) => {
+                discard(p, &new).await;
+                return Err(e.into());
+            }
         }
-        upstreams.push(upstream);
     }
-    let waits = new_names.iter().map(|n| wait_healthy(p, n));
+    let waits = new
+        .iter()
+        .map(|r| p.replicas.wait_healthy(r, HEALTH_TIMEOUT));
     let results = futures_util::future::join_all(waits).await;
     if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        discard(p, &new_names).await;
+        discard(p, &new).await;
         let previous = if old.is_empty() {
             "nothing was deployed".to_string()
         } else {
@@ -290,22 +253,20 @@ async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Res
         bail!("{e}\n{previous}");
     }
 
+    let upstreams = new.iter().map(|r| r.upstream.clone()).collect();
     if let Err(e) = register(p, d, upstreams).await {
-        discard(p, &new_names).await;
+        discard(p, &new).await;
         return Err(e);
     }
 
     // The gateway sends nothing to the old replicas any more: let them drain and go.
-    let old_names: Vec<String> = old.iter().map(container_name).collect();
-    let stops = old_names
-        .iter()
-        .map(|n| p.engine.stop_and_remove(n, Duration::from_secs(30)));
+    let stops = old.iter().map(|r| p.replicas.remove(r, DRAIN_GRACE));
     for r in futures_util::future::join_all(stops).await {
         r?;
     }
-    for (k, name) in new_names.iter().enumerate() {
-        p.engine
-            .rename(name, &p.instance.function_container(&d.name, k))
+    for (k, replica) in new.iter().enumerate() {
+        p.replicas
+            .rename(replica, &p.instance.function_container(&d.name, k))
             .await?;
     }
     Ok(Outcome::Deployed)
@@ -326,65 +287,21 @@ async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::
         .await
 }
 
-async fn discard(p: &Platform, names: &[String]) {
-    for n in names {
-        if let Err(e) = p.engine.remove_container(n).await {
-            eprintln!("warning: could not remove {n}: {e:#}");
+/// Removes new replicas that will not serve (at once: they have no calls yet).
+async fn discard(p: &Platform, replicas: &[Replica]) {
+    for r in replicas {
+        if let Err(e) = p.replicas.remove(r, Duration::ZERO).await {
+            eprintln!("warning: could not remove {}: {e}", r.container);
         }
     }
 }
 
-/// Waits for a new replica's `/healthz`, failing fast (with its logs) if it exits.
-async fn wait_healthy(p: &Platform, name: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    let mut last = "no answer".to_string();
-    let mut polls = 0u32;
-    while Instant::now() < deadline {
-        let info = p
-            .engine
-            .inspect(name)
-            .await?
-            .context("the new container vanished")?;
-        let state = info.state.clone().unwrap_or_default();
-        let restarts = info.restart_count.unwrap_or(0);
-        if state.running != Some(true) || restarts > 0 {
-            let logs = p.engine.tail_logs(name, 20).await;
-            bail!(
-                "the new container {name} exited (code {}) before becoming healthy; its last log lines:\n{logs}",
-                state.exit_code.unwrap_or(-1)
-            );
-        }
-        if let Some(ip) = crate::docker::ip_of(info, &p.instance.network()) {
-            let url = format!("http://{ip}:{FUNCTION_PORT}/healthz");
-            match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("/healthz answered {}", r.status()),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        // A function binary starts in milliseconds: poll often at first, then back off.
-        polls += 1;
-        let pause = if polls < 100 { 5 } else { 50 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-    }
-    let logs = p.engine.tail_logs(name, 20).await;
-    bail!(
-        "the new container {name} did not become healthy within {} s ({last}); its last log lines:\n{logs}",
-        HEALTH_TIMEOUT.as_secs()
-    )
-}
-
-/// Stops a function: its route first (no new calls), then its containers.
+/// Stops a function: its route first (no new calls), then its containers (resumed first if
+/// paused, so that they drain).
 pub async fn remove(p: &Platform, name: &str) -> anyhow::Result<bool> {
     let had_route = p.gateway.delete(name).await?;
-    let replicas = p.replicas(name).await?;
-    let names: Vec<String> = replicas.iter().map(container_name).collect();
-    let stops = names
-        .iter()
-        .map(|n| p.engine.stop_and_remove(n, Duration::from_secs(30)));
+    let replicas = p.replicas.list(Some(name)).await?;
+    let stops = replicas.iter().map(|r| p.replicas.remove(r, DRAIN_GRACE));
     for r in futures_util::future::join_all(stops).await {
         r?;
     }
@@ -392,7 +309,7 @@ pub async fn remove(p: &Platform, name: &str) -> anyhow::Result<bool> {
 }
 
 /// The kind recorded on a function's containers.
-pub fn kind_of(c: &bollard::models::ContainerSummary) -> FunctionKind {
+pub fn kind_of(c: &ContainerSummary) -> FunctionKind {
     match label(c, LABEL_KIND) {
         Some("async") => FunctionKind::Async,
         Some("main") => FunctionKind::Main,
@@ -401,9 +318,7 @@ pub fn kind_of(c: &bollard::models::ContainerSummary) -> FunctionKind {
 }
 
 /// Groups containers by function name.
-pub fn by_function(
-    containers: Vec<bollard::models::ContainerSummary>,
-) -> HashMap<String, Vec<bollard::models::ContainerSummary>> {
+pub fn by_function(containers: Vec<ContainerSummary>) -> HashMap<String, Vec<ContainerSummary>> {
     let mut map: HashMap<String, Vec<_>> = HashMap::new();
     for c in containers {
         if let Some(f) = label(&c, LABEL_FUNCTION) {

@@ -16,10 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::archive;
-use crate::docker::Engine;
 use crate::instance::{LABEL_FUNCTION, LABEL_MANAGED, LABEL_ROLE, Role};
-use crate::limits::UID;
+use rfa_engine::Engine;
+use rfa_engine::UID;
+use rfa_engine::archive;
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -464,9 +464,9 @@ async fn build_with_retry(
     if let Some(base) = base {
         Box::pin(base.ensure(engine, progress)).await?;
     }
-    engine
+    Ok(engine
         .build_image(tag, context.to_vec(), |l| progress.detail(l))
-        .await
+        .await?)
 }
 
 /// A user's image name goes into a generated Dockerfile's `FROM`: it must be one word of the
@@ -490,7 +490,7 @@ fn check_image_ref(image: &str) -> anyhow::Result<()> {
 fn context(dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |name: &str, data: &[u8]| -> anyhow::Result<()> {
-        let mut h = crate::archive::header(tar::EntryType::Regular, 0o644, 0, data.len() as u64);
+        let mut h = archive::header(tar::EntryType::Regular, 0o644, 0, data.len() as u64);
         tar.append_data(&mut h, name, data)?;
         Ok(())
     };

@@ -1,9 +1,6 @@
-//! The user and resource limits every container rfaas starts gets, in one place. A function's deploy
-//! entry can change its own (`memory`, `cpus`, `pids`); the platform's are fixed.
-
-/// The non-root user (and group) every rfaas container runs as; the base image's `passwd`
-/// names it `rfaas`.
-pub const UID: u64 = 10001;
+//! The resource limits every container rfaas starts gets, in one place (the user they run as is
+//! `rfa_engine::UID`). A function's deploy entry can change its own (`memory`, `cpus`, `pids`);
+//! the platform's are fixed.
 
 /// Memory (and memory+swap: no swap) of NATS, the store and the gateway.
 pub const PLATFORM_MEMORY: i64 = 512 << 20;
@@ -11,7 +8,12 @@ pub const PLATFORM_MEMORY: i64 = 512 << 20;
 pub const PLATFORM_CPUS: f64 = 1.0;
 /// CPUs of the gateway: every call passes through it.
 pub const PROXY_CPUS: f64 = 2.0;
-/// Process/thread limits of NATS, the store and the gateway.
+/// Memory of the scaler: it holds little (the routes and load it polls).
+pub const SCALER_MEMORY: i64 = 128 << 20;
+/// CPUs of the scaler.
+pub const SCALER_CPUS: f64 = 0.5;
+/// Process/thread limits of NATS, the store, the gateway and the scaler.
+pub const SCALER_PIDS: i64 = 256;
 pub const NATS_PIDS: i64 = 512;
 pub const STORE_PIDS: i64 = 512;
 pub const PROXY_PIDS: i64 = 1024;

@@ -1,10 +1,8 @@
 //! `proxyCli`: the rfaas command line. It brings the platform up and down, deploys functions
 //! and shows what runs. Each command lives in its own module under `commands/`.
 
-mod archive;
 mod builder;
 mod commands;
-mod docker;
 mod functions;
 mod gateway;
 mod images;

@@ -1,22 +1,22 @@
-//! The platform's three containers (NATS, store, proxy): what each should look like, and how to
-//! make the engine match that. Shared by `startFaas`, `stopFaas` and the commands that need the
+//! The platform's containers (NATS, store, proxy, scaler): what each should look like, and how
+//! to make the engine match that. Shared by `startFaas`, `stopFaas` and the commands that need the
 //! gateway's address and token.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rfa_wire::{NATS_MONITOR_PORT, NATS_PORT, PROXY_PORT, STORE_PORT, env};
-use sha2::{Digest, Sha256};
+use rfa_engine::EngineSocket;
+use rfa_wire::{NATS_MONITOR_PORT, NATS_PORT, PROXY_PORT, SCALER_PORT, STORE_PORT, env};
 
-use crate::docker::{ContainerFile, ContainerSpec, Engine};
-use crate::instance::{Instance, LABEL_BASE, LABEL_SPEC, Role};
+use crate::instance::{HostFiles, Instance, LABEL_BASE, LABEL_SPEC, Role};
 use crate::limits;
+use rfa_engine::{ContainerFile, ContainerSpec, Engine};
 
 pub use crate::settings::{NatsSource, Settings};
 
-/// Where the proxy reads its admin token, on its data volume (not in its environment, where
-/// `docker inspect` would show it to anyone who may talk to the engine).
+/// Where the proxy and the scaler read the admin token, on their data volumes (not in their
+/// environment, where `docker inspect` would show it to anyone who may talk to the engine).
 pub const PROXY_TOKEN_DIR: &str = "/data";
 pub const PROXY_TOKEN_FILE: &str = "token";
 
@@ -211,7 +211,7 @@ pub async fn gateway_url(engine: &Engine, instance: &Instance) -> anyhow::Result
             instance_flag(instance)
         );
     };
-    let port = crate::docker::published_port_of(&info, PROXY_PORT).with_context(|| {
+    let port = rfa_engine::published_port_of(&info, PROXY_PORT).with_context(|| {
         format!("{name} publishes no port: run `proxyCli startFaas` to repair it")
     })?;
     let ip = info
@@ -250,6 +250,7 @@ pub fn specs(
     settings: &Settings,
     images: &PlatformImages,
     token: &str,
+    scaler_socket: Option<&EngineSocket>,
 ) -> Vec<(Role, ContainerSpec)> {
     let net = instance.network();
     let nats_url = nats_url(instance, settings);
@@ -338,8 +339,9 @@ pub fn specs(
             env::MAX_HEADER_BYTES,
             settings.kept.max_header_bytes
         ),
+        format!("{}=http://{SCALER_ALIAS}:{SCALER_PORT}", env::SCALER_URL),
     ];
-    proxy_env.extend(otel);
+    proxy_env.extend(otel.iter().cloned());
     out.push((
         Role::Proxy,
         ContainerSpec {
@@ -347,7 +349,7 @@ pub fn specs(
             image: images.proxy.clone(),
             env: proxy_env,
             labels: instance.labels(Role::Proxy),
-            network: net,
+            network: net.clone(),
             aliases: vec![instance.proxy()],
             publish: Some((settings.kept.bind.clone(), settings.kept.port, PROXY_PORT)),
             volumes: vec![(instance.proxy_volume(), "/data".into())],
@@ -361,58 +363,77 @@ pub fn specs(
             ..Default::default()
         },
     ));
+    if let Some(socket) = scaler_socket {
+        // What a function gets from the platform (it passes it on to the replicas it starts),
+        // and the gateway's admin API, where it reads load and writes routes.
+        let mut scaler_env = vec![
+            format!("{}={PROXY_TOKEN_DIR}/{PROXY_TOKEN_FILE}", env::TOKEN_FILE),
+            format!(
+                "{}=http://{}:{PROXY_PORT}",
+                env::GATEWAY_URL,
+                instance.proxy()
+            ),
+            format!("{}={}", env::INSTANCE, instance.label()),
+            format!("{}={SCALER_PORT}", env::PORT),
+            format!("{}={nats_url}", env::NATS_URL),
+            format!(
+                "{}=http://{}:{STORE_PORT}",
+                env::STORE_URL,
+                instance.store()
+            ),
+        ];
+        scaler_env.extend(otel);
+        let mut aliases = vec![SCALER_ALIAS.to_string()];
+        if instance.scaler() != SCALER_ALIAS {
+            aliases.push(instance.scaler());
+        }
+        out.push((
+            Role::Scaler,
+            ContainerSpec {
+                name: instance.scaler(),
+                image: images.scaler.clone(),
+                env: scaler_env,
+                labels: instance.labels(Role::Scaler),
+                network: instance.network(),
+                aliases,
+                volumes: vec![(instance.scaler_volume(), "/data".into())],
+                memory_bytes: Some(limits::SCALER_MEMORY),
+                nano_cpus: Some(limits::default_nano_cpus(limits::SCALER_CPUS)),
+                pids_limit: Some(limits::SCALER_PIDS),
+                hardened: true,
+                files: vec![proxy_token_file(token)],
+                // The one container with the engine's socket (docs/RELIABILITY.md, "The
+                // scaler's trust boundary").
+                engine_socket: Some(socket.clone()),
+                // So an OTLP collector on the host is reachable.
+                host_gateway: true,
+                ..Default::default()
+            },
+        ));
+    }
     for (_, spec) in &mut out {
         spec.labels
             .insert(LABEL_BASE.to_string(), images.base.clone());
-        let digest = spec_hash(spec);
+        let digest = spec.hash();
         spec.labels.insert(LABEL_SPEC.to_string(), digest);
     }
     out
 }
 
-/// The admin token as the proxy reads it: `/data/token`, readable by the container's user only.
+/// The scaler's alias on the instance's network: each instance has its own network, so the name
+/// is the same in all of them.
+pub const SCALER_ALIAS: &str = "rfa-scaler";
+
+/// The admin token as the proxy and the scaler read it: `/data/token`, readable by the
+/// container's user only.
 pub fn proxy_token_file(token: &str) -> ContainerFile {
     ContainerFile {
         dir: PROXY_TOKEN_DIR.to_string(),
         name: PROXY_TOKEN_FILE.to_string(),
         contents: token.as_bytes().to_vec(),
         mode: 0o400,
-        owner: crate::limits::UID,
+        owner: rfa_engine::UID,
     }
-}
-
-/// A hash of everything in a spec, so a changed platform (new image, flag) is recreated.
-pub fn spec_hash(spec: &ContainerSpec) -> String {
-    let mut h = Sha256::new();
-    if spec.hardened {
-        // A change to what hardening means recreates the containers that have the old one.
-        h.update(format!(
-            "hardened:{}:{}|",
-            crate::limits::UID,
-            crate::docker::TMPFS_OPTIONS
-        ));
-    }
-    h.update(format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        spec.image,
-        spec.cmd,
-        spec.env,
-        spec.network,
-        spec.aliases,
-        spec.publish,
-        spec.volumes,
-        (
-            spec.memory_bytes,
-            spec.nano_cpus,
-            spec.pids_limit,
-            spec.hardened
-        )
-    ));
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The images the platform runs (already built).
@@ -421,6 +442,7 @@ pub struct PlatformImages {
     pub nats: Option<String>,
     pub store: String,
     pub proxy: String,
+    pub scaler: String,
 }
 
 /// Waits until the component answers, or fails naming it.
@@ -447,6 +469,10 @@ pub async fn wait_healthy(
                 .ip_on(name, &instance.network())
                 .await?
                 .map(|ip| format!("http://{ip}:{NATS_MONITOR_PORT}/healthz")),
+            Role::Scaler => engine
+                .ip_on(name, &instance.network())
+                .await?
+                .map(|ip| format!("http://{ip}:{SCALER_PORT}/healthz")),
             _ => None,
         };
         if let Some(url) = url {

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use rfa_engine::ContainerSummary;
 use rfa_wire::route::{FunctionRoute, Power, ScaleSpec};
 use rfa_wire::time::unix_seconds;
 use serde::Serialize;
@@ -210,7 +210,7 @@ fn power_of(replicas: &[ContainerSummary]) -> Power {
         Power::Running
     } else if replicas
         .iter()
-        .any(|c| c.state == Some(ContainerSummaryStateEnum::PAUSED))
+        .any(|c| state(c).as_deref() == Some("paused"))
     {
         Power::Paused
     } else {
@@ -219,7 +219,12 @@ fn power_of(replicas: &[ContainerSummary]) -> Power {
 }
 
 fn is_running(c: &ContainerSummary) -> bool {
-    c.state == Some(ContainerSummaryStateEnum::RUNNING)
+    state(c).as_deref() == Some("running")
+}
+
+/// The engine's word for a container's state (`running`, `paused`, `exited`, …).
+fn state(c: &ContainerSummary) -> Option<String> {
+    c.state.as_ref().map(|s| s.to_string())
 }
 
 /// How long the function has been up: since the longest-running of its running replicas
@@ -259,13 +264,14 @@ mod tests {
     use rfa_wire::route::{FunctionKind, QueueStats, RunSpec};
     use serde_json::json;
 
-    fn container(state: ContainerSummaryStateEnum) -> ContainerSummary {
-        ContainerSummary {
-            state: Some(state),
-            image: Some("rfa-fn-echo:1".into()),
-            ..Default::default()
-        }
+    /// A container as the engine lists it, in `state`.
+    fn container(state: &str) -> ContainerSummary {
+        serde_json::from_value(json!({"State": state, "Image": "rfa-fn-echo:1"})).unwrap()
     }
+
+    const RUNNING: &str = "running";
+    const PAUSED: &str = "paused";
+    const EXITED: &str = "exited";
 
     fn route(replicas: u32, power: Power, scale: Option<ScaleSpec>) -> FunctionRoute {
         FunctionRoute {
@@ -307,7 +313,6 @@ mod tests {
 
     #[test]
     fn json_gives_numbers_power_and_the_scale_block() {
-        use ContainerSummaryStateEnum::{EXITED, PAUSED, RUNNING};
         let scale = ScaleSpec {
             min: 0,
             max: 8,
@@ -370,7 +375,6 @@ mod tests {
 
     #[test]
     fn the_table_shows_ready_over_desired_and_the_bounds() {
-        use ContainerSummaryStateEnum::RUNNING;
         let scale = ScaleSpec {
             min: 1,
             max: 4,

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use crate::docker::Engine;
 use crate::instance::{Instance, LABEL_MANAGED, LABEL_ROLE};
+use rfa_engine::Engine;
 
 pub async fn run(instance: &Instance) -> anyhow::Result<()> {
     let engine = Engine::connect().await?;

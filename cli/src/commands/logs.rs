@@ -12,15 +12,15 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
-use bollard::models::ContainerSummary;
 use futures_util::StreamExt;
+use rfa_engine::ContainerSummary;
 use tokio::sync::mpsc;
 
-use crate::docker::{Engine, LogRequest};
 use crate::functions::container_name;
 use crate::gateway::Gateway;
 use crate::instance::{Instance, LABEL_DEPLOYMENT, LABEL_FUNCTION, Role};
 use crate::platform::{self, instance_flag};
+use rfa_engine::{Engine, LogRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

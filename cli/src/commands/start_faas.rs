@@ -1,16 +1,17 @@
-//! `proxyCli startFaas`: builds what is missing, then makes NATS, the store and the proxy run
-//! on the instance's network, healthy. Idempotent: what already runs as asked is left alone, a
+//! `proxyCli startFaas`: builds what is missing, then makes NATS, the store, the proxy and the
+//! scaler run on the instance's network, healthy. Idempotent: what already runs as asked is left alone, a
 //! missing or changed piece is (re)created.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rfa_engine::{Engine, EngineSocket, FunctionEngine, ReplicaState};
 use rfa_wire::PROXY_PORT;
+use rfa_wire::route::{FunctionRoute, Power};
 
-use crate::docker::Engine;
 use crate::functions;
 use crate::images::{AppImage, BaseImage, UserImage};
-use crate::instance::{Instance, LABEL_SPEC, Role};
+use crate::instance::{HostFiles, Instance, LABEL_SPEC, Role};
 use crate::paths;
 use crate::platform::{self, NatsSource, PlatformImages, Settings};
 use crate::progress::Progress;
@@ -125,6 +126,19 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     // Images.
     let proxy_bin = paths::platform_binary("rfa-proxy")?;
     let store_bin = paths::platform_binary("rfa-store")?;
+    let scaler_bin = paths::platform_binary("rfa-scaler")?;
+    // The scaler needs the engine's socket; without one it cannot run, and the rest can.
+    let scaler_socket = match EngineSocket::of_host() {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            eprintln!(
+                "warning: the scaler cannot run: {e}. The platform starts without it: functions \
+                 keep their fixed replicas, and `proxyCli scale`, autoscaling and idle pause are \
+                 unavailable until startFaas runs where the engine's unix socket is reachable"
+            );
+            None
+        }
+    };
     let base = match &settings.kept.base_image {
         None => BaseImage::assemble()?,
         Some(image) => {
@@ -140,8 +154,10 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     base.ensure(&engine, &progress).await?;
     let proxy_image = AppImage::assemble(&base, "rfa-proxy", &proxy_bin, Role::Proxy, None)?;
     let store_image = AppImage::assemble(&base, "rfa-store", &store_bin, Role::Store, None)?;
+    let scaler_image = AppImage::assemble(&base, "rfa-scaler", &scaler_bin, Role::Scaler, None)?;
     proxy_image.ensure(&engine, &base, &progress).await?;
     store_image.ensure(&engine, &base, &progress).await?;
+    scaler_image.ensure(&engine, &base, &progress).await?;
     let nats_image = match &settings.nats {
         NatsSource::HostBinary(bin) => {
             let image = AppImage::assemble(&base, "rfa-nats", bin, Role::Nats, None)?;
@@ -171,6 +187,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         nats: nats_image,
         store: store_image.tag,
         proxy: proxy_image.tag,
+        scaler: scaler_image.tag,
     };
 
     // Network and volumes.
@@ -185,6 +202,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         (instance.store_volume(), Role::Store),
         (instance.nats_volume(), Role::Nats),
         (instance.proxy_volume(), Role::Proxy),
+        (instance.scaler_volume(), Role::Scaler),
     ] {
         if engine.ensure_volume(&volume, instance.labels(role)).await? {
             changed.push(format!("created volume {volume}"));
@@ -192,8 +210,14 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     }
 
     // Containers, in dependency order; each waited for before the next.
-    let specs = platform::specs(instance, &settings, &images, &token);
+    let specs = platform::specs(instance, &settings, &images, &token, scaler_socket.as_ref());
+    if scaler_socket.is_none() {
+        // One left from a run that could give it the socket would act with its old settings.
+        engine.remove_container(&instance.scaler()).await?;
+    }
     let mut started_now = Vec::new();
+    // Whether the running proxy had to be handed the token: the scaler then needs it too.
+    let mut token_synced = false;
     for (role, spec) in &specs {
         let current = engine.inspect(&spec.name).await?;
         let wanted = spec.labels.get(LABEL_SPEC);
@@ -225,7 +249,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
                 engine.remove_container(&spec.name).await?;
                 if let Err(e) = engine.run(spec).await {
                     report_partial(&engine, instance, &started_now, &spec.name).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
                 started_now.push(spec.name.clone());
                 changed.push(format!("{what} {}", spec.name));
@@ -253,32 +277,42 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             // It kept running: it may hold another token than the file's (a rotation, or a
             // token file that was lost and made anew).
             if sync_token(&engine, instance, &spec.name, &token).await? {
+                token_synced = true;
                 changed.push(format!(
                     "gave {} the current admin token (reloaded on SIGHUP, no restart)",
                     spec.name
                 ));
             }
         }
-    }
-
-    // Function replicas stopped on purpose (`docker stop`, `docker kill`) are left down by their
-    // restart policy, as the platform's own are: start them again too. Their routes and durable
-    // consumers are unchanged, so they serve and take their queued work as soon as they run.
-    for c in engine
-        .list_containers(instance.filters(Some(Role::Function)))
-        .await?
-    {
-        let name = crate::functions::container_name(&c);
-        let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-        if matches!(state.as_str(), "exited" | "created") && !name.is_empty() {
-            engine.start(&name).await?;
-            changed.push(format!("started {name}"));
+        if *role == Role::Scaler && action.is_none() && (token_synced || args.rotate_token) {
+            // It kept running with the token it was given then: hand it the current one.
+            give_scaler_token(&engine, instance, &spec.name, &token).await?;
+            changed.push(format!(
+                "gave {} the current admin token (reloaded on SIGHUP, no restart)",
+                spec.name
+            ));
         }
     }
 
-    // Functions the platform ran before a restart (or whose replicas were removed): run them
-    // again from their kept images and settings before saying the platform is up.
-    let not_restored = restore_functions(&engine, instance, &progress, &mut changed).await?;
+    // Function replicas stopped on purpose (`docker stop`, `docker kill`) are left down by their
+    // restart policy, as the platform's own are: start them again too, unless the scaler
+    // stopped them (their route says `power: stopped`; a call wakes them). Their routes and
+    // durable consumers are unchanged, so they serve and take their queued work as soon as they
+    // run. Then the functions the platform ran before a restart (or whose replicas were
+    // removed): run them again from their kept images and settings before saying the platform
+    // is up.
+    let p = functions::Platform::on(engine.clone(), instance).await?;
+    let routes = p.gateway.list().await?;
+    for r in p.replicas.list(None).await? {
+        let asleep = routes
+            .iter()
+            .any(|route| route.name == r.function && route.power != Power::Running);
+        if r.state == ReplicaState::Stopped && !asleep {
+            p.replicas.start(&r).await?;
+            changed.push(format!("started {}", r.container));
+        }
+    }
+    let not_restored = restore_functions(&p, routes, &progress, &mut changed).await?;
 
     let url = platform::gateway_url(&engine, instance).await?;
     let token_path = instance.token_path()?;
@@ -308,28 +342,29 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
 }
 
 /// Recreates the replicas of every routed function that no running container serves (after
-/// `stopFaas`, or when they were removed by hand). Returns the functions it could not restore,
-/// with the reason.
+/// `stopFaas`, or when they were removed by hand). A function the scaler paused or stopped is
+/// left as it is while its containers exist (they are not running on purpose; a call wakes
+/// them); if they are gone it is restored like any other, and registered running. Returns the
+/// functions it could not restore, with the reason.
 async fn restore_functions(
-    engine: &Engine,
-    instance: &Instance,
+    p: &functions::Platform,
+    routes: Vec<FunctionRoute>,
     progress: &Progress,
     changed: &mut Vec<String>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let p = functions::Platform::on(engine.clone(), instance).await?;
-    let routes = p.gateway.list().await?;
     let mut replicas = functions::by_function(p.all_replicas().await?);
     let mut failed = Vec::new();
     let mut todo = Vec::new();
     for route in routes {
         let current = replicas.remove(&route.name).unwrap_or_default();
-        if !functions::route_served(&route, &current) {
+        let asleep = route.power != Power::Running && !current.is_empty();
+        if !asleep && !functions::route_served(&route, &current) {
             todo.push(route);
         }
     }
     for route in todo {
         progress.step(&format!("restoring function '{}'", route.name));
-        match functions::restore(&p, &route, progress).await {
+        match functions::restore(p, &route, progress).await {
             Ok(_) => changed.push(format!(
                 "restored function '{}' ({} replica{})",
                 route.name,
@@ -344,6 +379,39 @@ async fn restore_functions(
         }
     }
     Ok(failed)
+}
+
+/// Hands the running scaler `name` the admin token: its token file, then SIGHUP (it re-reads
+/// the file, as the gateway does), then its health.
+async fn give_scaler_token(
+    engine: &Engine,
+    instance: &Instance,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let fail = |what: String| {
+        anyhow::anyhow!(
+            "{what}. The token file holds the new token; run `proxyCli startFaas{}` again to hand \
+             it to the scaler",
+            platform::instance_flag(instance)
+        )
+    };
+    engine
+        .put_files(name, &[platform::proxy_token_file(token)])
+        .await
+        .map_err(|e| fail(format!("cannot give {name} the admin token: {e}")))?;
+    engine
+        .signal(name, "SIGHUP")
+        .await
+        .map_err(|e| fail(format!("cannot tell {name} to reload its token: {e}")))?;
+    platform::wait_healthy(
+        engine,
+        instance,
+        Role::Scaler,
+        name,
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// What `/system/functions` answers `token` with.
@@ -473,6 +541,7 @@ async fn report_partial(engine: &Engine, instance: &Instance, started: &[String]
         (Role::Nats, instance.nats()),
         (Role::Store, instance.store()),
         (Role::Proxy, instance.proxy()),
+        (Role::Scaler, instance.scaler()),
     ] {
         if let Ok(Some(c)) = engine.inspect(&name).await
             && c.state.and_then(|s| s.running).unwrap_or(false)

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::docker::Engine;
-use crate::instance::{Instance, LABEL_INSTANCE, LABEL_MANAGED, Role};
+use crate::instance::{HostFiles, Instance, LABEL_INSTANCE, LABEL_MANAGED, Role};
+use rfa_engine::Engine;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,18 +16,25 @@ pub struct Args {
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let engine = Engine::connect().await?;
-    let containers = engine.list_containers(instance.filters(None)).await?;
-    let names: Vec<String> = containers
-        .iter()
-        .filter_map(|c| c.names.as_ref()?.first().cloned())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .collect();
-    // Functions first, then the proxy, store and NATS, each given time to finish their work.
-    let stops = names
-        .iter()
-        .map(|n| engine.stop_and_remove(n, Duration::from_secs(10)));
-    for result in futures_util::future::join_all(stops).await {
-        result?;
+    // The scaler first, so it does not start or wake a function while the rest goes.
+    let mut names = Vec::new();
+    for role in [Some(Role::Scaler), None] {
+        let containers = engine.list_containers(instance.filters(role)).await?;
+        let batch: Vec<String> = containers
+            .iter()
+            .filter_map(|c| c.names.as_ref()?.first().cloned())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .filter(|n| !names.contains(n))
+            .collect();
+        // Then functions, the proxy, store and NATS together, each given time to finish its
+        // work.
+        let stops = batch
+            .iter()
+            .map(|n| engine.stop_and_remove(n, Duration::from_secs(10)));
+        for result in futures_util::future::join_all(stops).await {
+            result?;
+        }
+        names.extend(batch);
     }
     let networks = engine.remove_networks(instance.filters(None)).await?;
     let mut removed: Vec<String> = names.iter().map(|n| format!("container {n}")).collect();

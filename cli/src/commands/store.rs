@@ -6,9 +6,9 @@ use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use rfa_wire::names::{DOC_ID_RULE, TABLE_NAME_RULE, is_valid_doc_id, is_valid_table_name};
 
-use crate::docker::Engine;
 use crate::instance::Instance;
 use crate::platform;
+use rfa_engine::Engine;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,15 +2,15 @@
 //! socket). Callers speak in rfaas terms (a container spec, a build context, label filters); this
 //! module turns them into API calls and engine errors into messages that say what to do.
 //!
-//! It is long (~670 lines) on purpose: it is the one seam to the engine, one method per engine
-//! operation rfaas uses, and keeping them together keeps every engine call in one file. The
-//! scaler (issue #16) will put it behind an engine trait with a bridge and a Swarm
-//! implementation; that split is where it gets smaller.
+//! It is long on purpose: it is the one seam to the engine, one method per engine operation
+//! rfaas uses, and keeping them together keeps every engine call in one file. Function replicas
+//! are handled through [`crate::FunctionEngine`] (its bridge implementation, [`crate::Bridge`],
+//! calls the methods here), platform objects (images, networks, volumes, the platform's own
+//! containers, logs) through [`Engine`] directly.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
@@ -24,6 +24,8 @@ use bollard::query_parameters::{
     RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+
+use crate::error::{EngineError, Result, is_conflict, is_not_found, is_not_modified};
 
 /// A connected Docker engine.
 #[derive(Clone)]
@@ -50,13 +52,102 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     /// Map `host.docker.internal` to the host.
     pub host_gateway: bool,
-    /// Run as the non-root user rfaas images carry ([`crate::limits::UID`]) with a read-only
+    /// Run as the non-root user rfaas images carry ([`crate::UID`]) with a read-only
     /// root filesystem (a small `noexec,nosuid` tmpfs at `/tmp`), every capability dropped and
     /// `no-new-privileges`.
     pub hardened: bool,
     /// Files put into the container after it is created and before it starts (into one of its
     /// volumes when the root is read-only). Not part of the spec's hash.
     pub files: Vec<ContainerFile>,
+    /// The engine's own socket, bind-mounted at [`ENGINE_SOCKET`] with its group added to the
+    /// container's user. Only the scaler gets it; it is the one bind mount rfaas ever makes.
+    pub engine_socket: Option<EngineSocket>,
+}
+
+/// The engine's socket as a container gets it (see [`ContainerSpec::engine_socket`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSocket {
+    /// The socket's path on the host.
+    pub host_path: String,
+    /// The socket file's group, added to the container's (non-root) user so it may connect.
+    pub gid: u32,
+}
+
+/// Where a container given the engine's socket finds it.
+pub const ENGINE_SOCKET: &str = "/var/run/docker.sock";
+
+impl EngineSocket {
+    /// The socket of the engine this process talks to (`DOCKER_HOST`, or the default), with
+    /// its group; an error saying why a container cannot be given it (`DOCKER_HOST` is not a
+    /// unix socket, or the socket is not there).
+    pub fn of_host() -> Result<EngineSocket> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+        let path = if host.is_empty() {
+            ENGINE_SOCKET.to_string()
+        } else if let Some(path) = host.strip_prefix("unix://") {
+            path.to_string()
+        } else {
+            return Err(EngineError::Invalid(format!(
+                "DOCKER_HOST is {host}, not a unix socket: the engine's socket cannot be \
+                 bind-mounted into a container from here. Run proxyCli on the engine's own host \
+                 with DOCKER_HOST unset (or unix:///var/run/docker.sock)"
+            )));
+        };
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(&path).map_err(|source| EngineError::Io {
+            what: format!("cannot read the engine's socket {path}"),
+            source,
+        })?;
+        if !meta.file_type().is_socket() {
+            return Err(EngineError::Invalid(format!(
+                "{path} (the engine's socket per DOCKER_HOST) is not a socket"
+            )));
+        }
+        Ok(EngineSocket {
+            host_path: path,
+            gid: meta.gid(),
+        })
+    }
+}
+
+impl ContainerSpec {
+    /// A hash of everything in the spec that shapes the running container (not its name,
+    /// labels or files), so a changed spec (new image, flag, limit) is recreated.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        if self.hardened {
+            // A change to what hardening means recreates the containers that have the old one.
+            h.update(format!("hardened:{}:{}|", crate::UID, TMPFS_OPTIONS));
+        }
+        if let Some(socket) = &self.engine_socket {
+            h.update(format!(
+                "socket:{}:{}:{ENGINE_SOCKET}|",
+                socket.host_path, socket.gid
+            ));
+        }
+        h.update(format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.image,
+            self.cmd,
+            self.env,
+            self.network,
+            self.aliases,
+            self.publish,
+            self.volumes,
+            (
+                self.memory_bytes,
+                self.nano_cpus,
+                self.pids_limit,
+                self.hardened
+            )
+        ));
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// A file given to a container through the engine's archive API, e.g. a secret that must not
@@ -90,14 +181,12 @@ pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
 impl Engine {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an API
     /// version; fails with one line naming the socket and how to start Docker.
-    pub async fn connect() -> anyhow::Result<Engine> {
+    pub async fn connect() -> Result<Engine> {
         let socket = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
-        let unreachable = |e: &dyn std::fmt::Display| {
-            anyhow!(
-                "cannot reach the Docker engine at {socket} ({e}): start Docker \
-                 (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at a running engine"
-            )
+        let unreachable = |e: &dyn std::fmt::Display| EngineError::Unreachable {
+            socket: socket.clone(),
+            reason: e.to_string(),
         };
         let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
@@ -110,20 +199,20 @@ impl Engine {
 
     // ---- images -------------------------------------------------------------------------
 
-    pub async fn image_exists(&self, tag: &str) -> anyhow::Result<bool> {
+    pub async fn image_exists(&self, tag: &str) -> Result<bool> {
         match self.docker.inspect_image(tag).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot inspect image {tag}")),
+            Err(e) => Err(EngineError::api(format!("cannot inspect image {tag}"))(e)),
         }
     }
 
     /// The id of the image `tag`, if it is on this machine.
-    pub async fn image_id(&self, tag: &str) -> anyhow::Result<Option<String>> {
+    pub async fn image_id(&self, tag: &str) -> Result<Option<String>> {
         match self.docker.inspect_image(tag).await {
             Ok(i) => Ok(i.id),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot inspect image {tag}")),
+            Err(e) => Err(EngineError::api(format!("cannot inspect image {tag}"))(e)),
         }
     }
 
@@ -134,7 +223,7 @@ impl Engine {
         tag: &str,
         context: Vec<u8>,
         mut progress: impl FnMut(&str),
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(tag)
@@ -146,9 +235,17 @@ impl Engine {
                 .build_image(options, None, Some(bollard::body_full(context.into())));
         let mut last_lines: Vec<String> = Vec::new();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| anyhow!("building {tag} failed: {e}"))?;
+            let info = item.map_err(|e| EngineError::Build {
+                tag: tag.to_string(),
+                message: e.to_string(),
+                output: String::new(),
+            })?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                bail!("building {tag} failed: {err}\n{}", last_lines.join("\n"));
+                return Err(EngineError::Build {
+                    tag: tag.to_string(),
+                    message: err,
+                    output: format!("\n{}", last_lines.join("\n")),
+                });
             }
             if let Some(line) = info.stream {
                 let line = line.trim_end();
@@ -162,7 +259,11 @@ impl Engine {
             }
         }
         if !self.image_exists(tag).await? {
-            bail!("building {tag} ended without an image");
+            return Err(EngineError::Build {
+                tag: tag.to_string(),
+                message: "the build ended without an image".to_string(),
+                output: String::new(),
+            });
         }
         Ok(())
     }
@@ -170,23 +271,23 @@ impl Engine {
     pub async fn list_images(
         &self,
         filters: HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<ImageSummary>> {
+    ) -> Result<Vec<ImageSummary>> {
         let options = ListImagesOptionsBuilder::default()
             .filters(&filters)
             .build();
         self.docker
             .list_images(Some(options))
             .await
-            .context("cannot list images")
+            .map_err(EngineError::api("cannot list images"))
     }
 
     /// Removes an image by tag or id; `Ok(false)` when it is in use or already gone.
-    pub async fn remove_image(&self, image: &str) -> anyhow::Result<bool> {
+    pub async fn remove_image(&self, image: &str) -> Result<bool> {
         let options = RemoveImageOptionsBuilder::default().build();
         match self.docker.remove_image(image, Some(options), None).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot remove image {image}")),
+            Err(e) => Err(EngineError::api(format!("cannot remove image {image}"))(e)),
         }
     }
 
@@ -198,7 +299,7 @@ impl Engine {
         &self,
         name: &str,
         labels: HashMap<String, String>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool> {
         if !self.networks_named(name).await?.is_empty() {
             return Ok(false);
         }
@@ -210,7 +311,7 @@ impl Engine {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot create network {name}"))?;
+            .map_err(EngineError::api(format!("cannot create network {name}")))?;
         Ok(true)
     }
 
@@ -218,18 +319,18 @@ impl Engine {
     async fn list_networks(
         &self,
         filters: &HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<bollard::models::Network>> {
+    ) -> Result<Vec<bollard::models::Network>> {
         let options = ListNetworksOptionsBuilder::default()
             .filters(filters)
             .build();
         self.docker
             .list_networks(Some(options))
             .await
-            .context("cannot list networks")
+            .map_err(EngineError::api("cannot list networks"))
     }
 
     /// Ids of networks whose name is exactly `name`.
-    async fn networks_named(&self, name: &str) -> anyhow::Result<Vec<String>> {
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         Ok(self
             .list_networks(&filters)
@@ -244,25 +345,21 @@ impl Engine {
     pub async fn remove_networks(
         &self,
         filters: HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for n in self.list_networks(&filters).await? {
             if let Some(id) = n.id {
                 match self.docker.remove_network(&id).await {
                     Ok(()) => removed.push(n.name.unwrap_or(id)),
                     Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(e).context("cannot remove network"),
+                    Err(e) => return Err(EngineError::api("cannot remove network")(e)),
                 }
             }
         }
         Ok(removed)
     }
 
-    pub async fn ensure_volume(
-        &self,
-        name: &str,
-        labels: HashMap<String, String>,
-    ) -> anyhow::Result<bool> {
+    pub async fn ensure_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<bool> {
         if self.docker.inspect_volume(name).await.is_ok() {
             return Ok(false);
         }
@@ -273,7 +370,7 @@ impl Engine {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot create volume {name}"))?;
+            .map_err(EngineError::api(format!("cannot create volume {name}")))?;
         Ok(true)
     }
 
@@ -281,7 +378,7 @@ impl Engine {
     async fn list_volumes(
         &self,
         filters: &HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<bollard::models::Volume>> {
+    ) -> Result<Vec<bollard::models::Volume>> {
         let options = ListVolumesOptionsBuilder::default()
             .filters(filters)
             .build();
@@ -289,12 +386,12 @@ impl Engine {
             .docker
             .list_volumes(Some(options))
             .await
-            .context("cannot list volumes")?;
+            .map_err(EngineError::api("cannot list volumes"))?;
         Ok(list.volumes.unwrap_or_default())
     }
 
     /// The `io.rfaas.instance` label of every rfaas volume (one entry per volume).
-    pub async fn list_volume_instances(&self) -> anyhow::Result<Vec<String>> {
+    pub async fn list_volume_instances(&self) -> Result<Vec<String>> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{}=true", crate::instance::LABEL_MANAGED)],
@@ -311,7 +408,7 @@ impl Engine {
     pub async fn remove_volumes(
         &self,
         filters: HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for v in self.list_volumes(&filters).await? {
             let options = RemoveVolumeOptionsBuilder::default().build();
@@ -319,7 +416,7 @@ impl Engine {
                 Ok(()) => removed.push(v.name),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    return Err(e).with_context(|| format!("cannot remove volume {}", v.name));
+                    return Err(EngineError::api(format!("cannot remove volume {}", v.name))(e));
                 }
             }
         }
@@ -332,7 +429,7 @@ impl Engine {
     pub async fn list_containers(
         &self,
         filters: HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<Vec<ContainerSummary>> {
+    ) -> Result<Vec<ContainerSummary>> {
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -340,19 +437,19 @@ impl Engine {
         self.docker
             .list_containers(Some(options))
             .await
-            .context("cannot list containers")
+            .map_err(EngineError::api("cannot list containers"))
     }
 
-    pub async fn inspect(&self, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
         match self.docker.inspect_container(name, None).await {
             Ok(c) => Ok(Some(c)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot inspect container {name}")),
+            Err(e) => Err(EngineError::api(format!("cannot inspect container {name}"))(e)),
         }
     }
 
     /// Creates and starts a container from `spec`.
-    pub async fn run(&self, spec: &ContainerSpec) -> anyhow::Result<()> {
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<()> {
         let mut host = HostConfig {
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -377,11 +474,22 @@ impl Engine {
             ..Default::default()
         };
         // Nothing here ever asks for more: no privileged mode, no host namespaces, no devices,
-        // no bind mounts (only named volumes), so none of it is set.
+        // no bind mounts but the engine's socket for the scaler, so none of it is set.
         host.privileged = Some(false);
         // Only the instance's own network: never the host's (or the default bridge).
         host.network_mode = Some(spec.network.clone());
         let mut user = None;
+        if let Some(socket) = &spec.engine_socket {
+            if let Some(mounts) = host.mounts.as_mut() {
+                mounts.push(Mount {
+                    target: Some(ENGINE_SOCKET.to_string()),
+                    source: Some(socket.host_path.clone()),
+                    typ: Some(MountType::BIND),
+                    ..Default::default()
+                });
+            }
+            host.group_add = Some(vec![socket.gid.to_string()]);
+        }
         if spec.hardened {
             host.readonly_rootfs = Some(true);
             host.cap_drop = Some(vec!["ALL".to_string()]);
@@ -391,7 +499,7 @@ impl Engine {
                 TMPFS_OPTIONS.to_string(),
             )]));
             // Explicit, so an image that forgot its USER line still runs non-root.
-            let uid = crate::limits::UID;
+            let uid = crate::UID;
             user = Some(format!("{uid}:{uid}"));
         }
         if spec.host_gateway {
@@ -444,7 +552,10 @@ impl Engine {
         self.docker
             .create_container(Some(options), body)
             .await
-            .with_context(|| format!("cannot create container {}", spec.name))?;
+            .map_err(EngineError::api(format!(
+                "cannot create container {}",
+                spec.name
+            )))?;
         if let Err(e) = self.put_files(&spec.name, &spec.files).await {
             self.remove_container(&spec.name).await.ok();
             return Err(e);
@@ -457,74 +568,108 @@ impl Engine {
                 || message.contains("address already in use")
             {
                 let port = spec.publish.as_ref().map(|p| p.1).unwrap_or_default();
-                bail!(
-                    "cannot start {}: port {port} is already in use on the host. \
-                     Stop whatever uses it, or choose another with --port",
-                    spec.name
-                );
+                return Err(EngineError::PortInUse {
+                    name: spec.name.clone(),
+                    port,
+                });
             }
-            return Err(e).with_context(|| format!("cannot start container {}", spec.name));
+            return Err(EngineError::api(format!(
+                "cannot start container {}",
+                spec.name
+            ))(e));
         }
         Ok(())
     }
 
     /// Writes `files` into the container `name` (created or running), each replacing what was
     /// there.
-    pub async fn put_files(&self, name: &str, files: &[ContainerFile]) -> anyhow::Result<()> {
+    pub async fn put_files(&self, name: &str, files: &[ContainerFile]) -> Result<()> {
         for file in files {
             let tar =
                 crate::archive::single_file(&file.name, &file.contents, file.mode, file.owner)
-                    .context("cannot pack a file for a container")?;
+                    .map_err(|source| EngineError::Io {
+                        what: "cannot pack a file for a container".to_string(),
+                        source,
+                    })?;
             let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
                 .path(&file.dir)
                 .build();
             self.docker
                 .upload_to_container(name, Some(options), bollard::body_full(tar.into()))
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot write {}/{} into container {name}",
-                        file.dir, file.name
-                    )
-                })?;
+                .map_err(EngineError::api(format!(
+                    "cannot write {}/{} into container {name}",
+                    file.dir, file.name
+                )))?;
         }
         Ok(())
     }
 
     /// Sends `signal` (e.g. `SIGHUP`) to the container's main process.
-    pub async fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+    pub async fn signal(&self, name: &str, signal: &str) -> Result<()> {
         let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
             .signal(signal)
             .build();
         self.docker
             .kill_container(name, Some(options))
             .await
-            .with_context(|| format!("cannot send {signal} to container {name}"))
+            .map_err(EngineError::api(format!(
+                "cannot send {signal} to container {name}"
+            )))
     }
 
-    pub async fn start(&self, name: &str) -> anyhow::Result<()> {
+    /// Starts a created or stopped container; one already running is fine.
+    pub async fn start(&self, name: &str) -> Result<()> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => Err(EngineError::api(format!("cannot start container {name}"))(
+                e,
+            )),
+        }
+    }
+
+    /// Stops a container: SIGTERM, then SIGKILL after `grace` (whole seconds, rounded up).
+    /// `Ok(false)` when it is gone; one already stopped is fine.
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<bool> {
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let options = StopContainerOptionsBuilder::default()
+            .t(i32::try_from(seconds).unwrap_or(i32::MAX))
+            .build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) if is_not_modified(&e) => Ok(true),
+            Err(e) => Err(EngineError::api(format!("cannot stop container {name}"))(e)),
+        }
+    }
+
+    /// Freezes every process of a running container (cgroup freezer); its memory stays.
+    pub async fn pause(&self, name: &str) -> Result<()> {
         self.docker
-            .start_container(name, None)
+            .pause_container(name)
             .await
-            .with_context(|| format!("cannot start container {name}"))
+            .map_err(EngineError::api(format!("cannot pause container {name}")))
+    }
+
+    /// Thaws a paused container.
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        self.docker
+            .unpause_container(name)
+            .await
+            .map_err(EngineError::api(format!("cannot resume container {name}")))
     }
 
     /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; gone already is fine.
-    pub async fn stop_and_remove(&self, name: &str, grace: Duration) -> anyhow::Result<()> {
-        let options = StopContainerOptionsBuilder::default()
-            .t(grace.as_secs() as i32)
-            .build();
-        match self.docker.stop_container(name, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) if is_not_modified(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot stop container {name}")),
+    pub async fn stop_and_remove(&self, name: &str, grace: Duration) -> Result<()> {
+        if !self.stop(name, grace).await? {
+            return Ok(());
         }
         self.remove_container(name).await
     }
 
     /// Removes a container at once (killing it if it runs); gone already is fine.
-    pub async fn remove_container(&self, name: &str) -> anyhow::Result<()> {
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(false)
@@ -532,22 +677,26 @@ impl Engine {
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove container {name}")),
+            Err(e) => Err(EngineError::api(format!("cannot remove container {name}"))(
+                e,
+            )),
         }
     }
 
-    pub async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let options = bollard::query_parameters::RenameContainerOptionsBuilder::default()
             .name(to)
             .build();
         self.docker
             .rename_container(from, options)
             .await
-            .with_context(|| format!("cannot rename container {from} to {to}"))
+            .map_err(EngineError::api(format!(
+                "cannot rename container {from} to {to}"
+            )))
     }
 
     /// The container's address on `network`.
-    pub async fn ip_on(&self, name: &str, network: &str) -> anyhow::Result<Option<String>> {
+    pub async fn ip_on(&self, name: &str, network: &str) -> Result<Option<String>> {
         Ok(self
             .inspect(name)
             .await?
@@ -555,7 +704,7 @@ impl Engine {
     }
 
     /// The host port the container publishes `port` on.
-    pub async fn published_port(&self, name: &str, port: u16) -> anyhow::Result<Option<u16>> {
+    pub async fn published_port(&self, name: &str, port: u16) -> Result<Option<u16>> {
         Ok(self
             .inspect(name)
             .await?
@@ -570,7 +719,7 @@ impl Engine {
         &self,
         name: &str,
         request: LogRequest,
-    ) -> impl futures_util::Stream<Item = anyhow::Result<LogChunk>> + Send + Unpin + 'static {
+    ) -> impl futures_util::Stream<Item = Result<LogChunk>> + Send + Unpin + 'static {
         let mut options = LogsOptionsBuilder::default()
             .follow(request.follow)
             .stdout(true)
@@ -597,7 +746,9 @@ impl Engine {
                     stderr: false,
                     bytes: output.into_bytes().to_vec(),
                 }),
-                Err(e) => Err(e).with_context(|| format!("cannot read the logs of {name}")),
+                Err(e) => Err(EngineError::api(format!("cannot read the logs of {name}"))(
+                    e,
+                )),
             })
     }
 
@@ -644,25 +795,6 @@ pub fn published_port_of(info: &ContainerInspectResponse, port: u16) -> Option<u
         .iter()
         .find_map(|b| b.host_port.as_deref())
         .and_then(|p| p.parse().ok())
-}
-
-fn status_code(e: &bollard::errors::Error) -> Option<u16> {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
-fn is_not_found(e: &bollard::errors::Error) -> bool {
-    status_code(e) == Some(404)
-}
-
-fn is_conflict(e: &bollard::errors::Error) -> bool {
-    status_code(e) == Some(409)
-}
-
-fn is_not_modified(e: &bollard::errors::Error) -> bool {
-    status_code(e) == Some(304)
 }
 
 /// The container's address on `network`, from an inspect result.

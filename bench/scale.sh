@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# bench/scale.sh — issue #16: how fast an idle function comes back, how fast load grows one, and
+# what functions cost in memory when active, paused and stopped.
+#
+# On a private instance (RFAAS_INSTANCE=bench-scale, gateway on 127.0.0.1:18989), with the echo
+# fixture (tests/fixtures/echo) deployed under several names:
+#   1. Wake latency, WAKES (30) wakes each (bench/wake_bench.py):
+#        raw-resume  engine API unpause -> first 200 from the container IP   (function `raw`, fixed)
+#        resume      a call through the gateway to a function the scaler paused (`napper`, idlePause 1s)
+#        raw-cold    engine API start -> first 200 from the container IP      (`raw`)
+#        cold        a call through the gateway to a function the scaler stopped (`sleeper`, idleStop 1s)
+#      Goals: resume p50 <= 30 ms and <= 1.5x raw-resume; cold p50 <= 450 ms.
+#   2. Scale-out: `auto` (scale min 1, max 4, targetInflight 2, cpus 0.25 per replica) and `pinned`
+#      (4 replicas, cpus 0.25), each under `wrk -c8 -d20s` on /spin?ms=20 (CPU-bound per replica),
+#      alternating ROUNDS (2) times: throughput of auto / pinned (goal >= 0.8) and the time from the
+#      start of the load step until auto's route names 4 replicas.
+#   3. Memory: host memory (sum of the containers' cgroup usage) of 10 deployed functions when
+#      all are active, paused, and stopped.
+#
+# Run (from the repository root, after `cargo build --release --workspace`):
+#   bench/scale.sh
+# Results: stdout and ${BENCH_OUT_DIR:-/tmp/rfaas-bench}/scale.txt.
+set -euo pipefail
+export BENCH_INSTANCE="${BENCH_INSTANCE:-bench-scale}"
+export BENCH_PORT="${BENCH_PORT:-18989}"
+source "$(dirname "$0")/lib.sh"
+need_cli
+ensure_tool wrk wrk
+
+WAKES="${WAKES:-30}"
+ROUNDS="${ROUNDS:-2}"
+RESULT="$OUT_DIR/scale.txt"
+WORK=$(mktemp -d /tmp/bench-scale.XXXX)
+ECHO="$ROOT/tests/fixtures/echo"
+cleanup() { stop_platform --prune >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+entry() { # entry <name> <extra json fields>
+    printf '{"name":"%s","packageDir":"%s","filePath":"%s/src/lib.rs"%s}' "$1" "$ECHO" "$ECHO" "${2:+,$2}"
+}
+
+{ machine; echo; } | tee "$RESULT"
+log "starting the platform ($RFAAS_INSTANCE on $PORT)"
+start_platform
+TOKEN=$(cat "$XDG_CONFIG_HOME/rfaas/token-$RFAAS_INSTANCE")
+
+log "deploying raw, napper, sleeper, auto, pinned"
+cat >"$WORK/deploy.json" <<EOF
+{ "deploy": [
+  $(entry raw),
+  $(entry napper '"scale":{"min":0,"max":1,"idlePause":"1s"}'),
+  $(entry sleeper '"scale":{"min":0,"max":1,"idlePause":"1s","idleStop":"1s"}'),
+  $(entry auto '"cpus":"0.25","scale":{"min":1,"max":4,"targetInflight":2,"scaleInDelay":"5s"}'),
+  $(entry pinned '"cpus":"0.25","replicas":4')
+] }
+EOF
+"$CLI" deploy "$WORK/deploy.json" >"$OUT_DIR/scale-deploy.log" 2>&1 || { cat "$OUT_DIR/scale-deploy.log" >&2; die "deploy failed"; }
+
+echo "== wake latency ($WAKES wakes each; milliseconds)" | tee -a "$RESULT"
+for kind in raw-resume resume raw-cold cold; do
+    case $kind in raw-*) fn=raw ;; resume) fn=napper ;; cold) fn=sleeper ;; esac
+    python3 "$BENCH_DIR/wake_bench.py" "$kind" "$WAKES" "$GW" "$fn" "$RFAAS_INSTANCE" >"$OUT_DIR/wake-$kind.txt"
+    tail -1 "$OUT_DIR/wake-$kind.txt" | tee -a "$RESULT"
+done
+p50() { sed -n 's/.* p50=\([0-9.]*\).*/\1/p' "$OUT_DIR/wake-$1.txt"; }
+awk -v r="$(p50 resume)" -v w="$(p50 raw-resume)" -v c="$(p50 cold)" 'BEGIN {
+    printf "resume p50 / raw unpause p50 = %.2f (goal <= 1.5; resume p50 goal <= 30 ms)\n", r / w
+    printf "cold p50 = %.1f ms (goal <= 450 ms)\n", c }' | tee -a "$RESULT"
+
+echo | tee -a "$RESULT"
+echo "== scale-out: auto (1..4) vs pinned (4), wrk -c8 -d20s /spin?ms=20, $ROUNDS rounds" | tee -a "$RESULT"
+routed() { curl -s -H "Authorization: Bearer $TOKEN" "$GW/system/functions/auto" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["upstreams"]))'; }
+auto_rps=(); pinned_rps=(); reactions=()
+for round in $(seq "$ROUNDS"); do
+    # back to 1 replica before each step
+    for _ in $(seq 120); do [[ "$(routed)" == 1 ]] && break; sleep 1; done
+    t0=$(now_ms)
+    wrk -t2 -c8 -d20s "$GW/functions/auto/spin?ms=20" >"$OUT_DIR/scale-auto-$round.txt" &
+    wrk_pid=$!
+    reaction=nan
+    while kill -0 $wrk_pid 2>/dev/null; do
+        if [[ "$reaction" == nan && "$(routed)" == 4 ]]; then reaction=$(( $(now_ms) - t0 )); fi
+        sleep 0.1
+    done
+    reactions+=("$reaction")
+    auto_rps+=("$(awk '/Requests\/sec/{print $2}' "$OUT_DIR/scale-auto-$round.txt")")
+    wrk -t2 -c8 -d20s "$GW/functions/pinned/spin?ms=20" >"$OUT_DIR/scale-pinned-$round.txt"
+    pinned_rps+=("$(awk '/Requests\/sec/{print $2}' "$OUT_DIR/scale-pinned-$round.txt")")
+    echo "round $round: auto ${auto_rps[-1]} req/s (4 replicas after ${reaction} ms), pinned ${pinned_rps[-1]} req/s" | tee -a "$RESULT"
+done
+awk -v a="$(median "${auto_rps[@]}")" -v p="$(median "${pinned_rps[@]}")" -v r="$(median "${reactions[@]}")" 'BEGIN {
+    printf "median: auto %.0f req/s, pinned %.0f req/s, ratio %.2f (goal >= 0.8); load step -> 4 replicas routed: %s ms\n", a, p, a / p, r }' | tee -a "$RESULT"
+
+echo | tee -a "$RESULT"
+echo "== memory of 10 functions (sum of container cgroup memory usage)" | tee -a "$RESULT"
+"$CLI" stop raw napper sleeper auto pinned >/dev/null 2>&1 || true
+printf '{ "deploy": [' >"$WORK/ten.json"
+for i in $(seq 0 9); do
+    [[ $i -gt 0 ]] && printf ',' >>"$WORK/ten.json"
+    entry "ten$i" '"scale":{"min":0,"max":1,"idlePause":"10m","idleStop":"20m"}' >>"$WORK/ten.json"
+done
+printf '] }\n' >>"$WORK/ten.json"
+"$CLI" deploy "$WORK/ten.json" >>"$OUT_DIR/scale-deploy.log" 2>&1 || die "deploy of ten failed"
+mem() { # total MiB of the ten functions' containers
+    local total=0 id usage
+    for id in $(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function"); do
+        usage=$(cat "/sys/fs/cgroup/memory/docker/$(docker inspect -f '{{.Id}}' "$id")/memory.usage_in_bytes" 2>/dev/null || echo 0)
+        total=$(( total + usage ))
+    done
+    awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }'
+}
+for i in $(seq 0 9); do curl -s -o /dev/null "$GW/functions/ten$i/"; done
+echo "active:  $(mem) MiB" | tee -a "$RESULT"
+for i in $(seq 0 9); do
+    docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.function=ten$i" | xargs -r docker pause >/dev/null
+done
+echo "paused:  $(mem) MiB (a paused container keeps its memory)" | tee -a "$RESULT"
+for i in $(seq 0 9); do curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -d '{"replicas":0}' "$GW/system/scale-function/ten$i"; done
+echo "stopped: $(mem) MiB" | tee -a "$RESULT"
+echo "host MemAvailable: $(awk '/MemAvailable/{print int($2/1024)}' /proc/meminfo) MiB" | tee -a "$RESULT"
