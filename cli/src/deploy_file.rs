@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rfa_wire::names::{check_function_name, is_valid_function_name};
 use rfa_wire::route::FunctionKind;
+use rfa_wire::scale::{ScaleSpec, parse_duration_ms, show_ms};
 use serde::Deserialize;
 
 use crate::limits;
@@ -36,6 +37,19 @@ struct RawEntry {
     cpus: Option<Cpus>,
     pids: Option<u32>,
     max_inflight: Option<u32>,
+    scale: Option<RawScale>,
+}
+
+/// An entry's `"scale"` block as written: every field optional (see [`scale`] for defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawScale {
+    min: Option<u32>,
+    max: Option<u32>,
+    target_inflight: Option<u32>,
+    idle_pause: Option<String>,
+    idle_stop: Option<String>,
+    scale_in_delay: Option<String>,
 }
 
 /// `"cpus": 0.5` or `"cpus": "0.5"` (as `docker run --cpus` takes it).
@@ -59,10 +73,19 @@ pub struct Entry {
     pub nano_cpus: i64,
     pub pids: u32,
     pub max_inflight: u32,
+    /// Autoscaling bounds and idle rules, checked (`None`: a fixed `replicas`).
+    pub scale: Option<ScaleSpec>,
 }
 
 pub const DEFAULT_MEMORY: &str = limits::FUNCTION_MEMORY;
-pub const MAX_REPLICAS: u32 = 16;
+/// Most replicas an entry may ask for, as `replicas` or `scale.max` (one bound, the gateway's).
+pub const MAX_REPLICAS: u32 = rfa_wire::scale::MAX_REPLICAS;
+/// `scale.max` when the block leaves it out (raised to `min` and to `replicas` when they are more).
+pub const DEFAULT_SCALE_MAX: u32 = 8;
+/// `scale.targetInflight` when the block leaves it out.
+pub const DEFAULT_TARGET_INFLIGHT: u32 = 4;
+/// `scale.idlePause` when the block leaves it out and `min` is 0 (no later than `idleStop`).
+pub const DEFAULT_IDLE_PAUSE_MS: u64 = 60_000;
 
 /// Variables the platform sets in every function container; a deploy file may not override them.
 const RESERVED_ENV: [&str; 6] = [
@@ -216,10 +239,22 @@ fn check_entry(
     check_function_name(&raw.name).map_err(|e| anyhow::anyhow!("{origin}: deploy[{i}]: {e}"))?;
     let at = format!("{origin}: deploy[{i}] (function '{}')", raw.name);
     let kind = kind(&raw, overrides).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-    let replicas = raw.replicas.unwrap_or(1);
-    if replicas == 0 || replicas > MAX_REPLICAS {
-        bail!("{at}: replicas must be 1 to {MAX_REPLICAS}, not {replicas}");
+    if let Some(r) = raw.replicas
+        && (r == 0 || r > MAX_REPLICAS)
+    {
+        bail!(
+            "{at}: replicas must be 1 to {MAX_REPLICAS}, not {r} (to let an idle function stop, \
+             give it a \"scale\" block with \"min\": 0)"
+        );
     }
+    let (replicas, scale) = match &raw.scale {
+        None => (raw.replicas.unwrap_or(1), None),
+        Some(block) => {
+            let (replicas, spec) =
+                scale(block, raw.replicas).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            (replicas, Some(spec))
+        }
+    };
     let memory = raw.memory.as_deref().unwrap_or(DEFAULT_MEMORY);
     let memory_bytes = parse_memory(memory).with_context(|| {
         format!(
@@ -270,7 +305,79 @@ fn check_entry(
         nano_cpus,
         pids,
         max_inflight,
+        scale,
     })
+}
+
+/// An entry's `scale` block with its defaults filled in and its rules checked, and the number
+/// of replicas the function starts with. Defaults: `min` 1; `max` 8, raised to `min` and to
+/// `replicas` when they are more; `targetInflight` 4; `idlePause` 60s (or `idleStop` when that is
+/// shorter) when `min` is 0, none otherwise; `idleStop` none. `replicas`, when given, must lie
+/// within `max(min, 1)..=max`; without it the function starts with `max(min, 1)`.
+fn scale(block: &RawScale, replicas: Option<u32>) -> Result<(u32, ScaleSpec), String> {
+    let min = block.min.unwrap_or(1);
+    if min > MAX_REPLICAS {
+        return Err(format!(
+            "scale.min {min} is above {MAX_REPLICAS}, the most replicas a function may have: \
+             give it 0 to {MAX_REPLICAS}"
+        ));
+    }
+    let duration = |field: &str, text: &Option<String>| -> Result<Option<u64>, String> {
+        text.as_deref()
+            .map(|t| parse_duration_ms(t).map_err(|e| format!("scale.{field}: {e}")))
+            .transpose()
+    };
+    let idle_stop_ms = duration("idleStop", &block.idle_stop)?;
+    let scale_in_delay_ms = duration("scaleInDelay", &block.scale_in_delay)?;
+    let idle_pause_ms = match duration("idlePause", &block.idle_pause)? {
+        Some(ms) => Some(ms),
+        None if min == 0 => Some(idle_stop_ms.map_or(DEFAULT_IDLE_PAUSE_MS, |stop| {
+            stop.min(DEFAULT_IDLE_PAUSE_MS)
+        })),
+        None => None,
+    };
+    let spec = ScaleSpec {
+        min,
+        max: block
+            .max
+            .unwrap_or(DEFAULT_SCALE_MAX.max(min).max(replicas.unwrap_or(0))),
+        target_inflight: block.target_inflight.unwrap_or(DEFAULT_TARGET_INFLIGHT),
+        idle_pause_ms,
+        idle_stop_ms,
+        scale_in_delay_ms,
+    };
+    spec.check()
+        .map_err(|e| format!("{e}: {}", what_to_do(&spec)))?;
+    let low = spec.min.max(1);
+    match replicas {
+        None => Ok((low, spec)),
+        Some(r) if (low..=spec.max).contains(&r) => Ok((r, spec)),
+        Some(r) => Err(format!(
+            "replicas {r} is outside the scale block's bounds: give replicas {low} to {} (the \
+             replicas the function starts with), or leave it out to start with {low}",
+            spec.max
+        )),
+    }
+}
+
+/// How to mend a scale block [`ScaleSpec::check`] refused, rule for rule in its order.
+fn what_to_do(spec: &ScaleSpec) -> String {
+    if spec.max == 0 || spec.max > MAX_REPLICAS {
+        format!("give scale.max 1 to {MAX_REPLICAS}")
+    } else if spec.min > spec.max {
+        "raise scale.max or lower scale.min".into()
+    } else if spec.target_inflight == 0 {
+        "give scale.targetInflight 1 or more (the concurrent calls per replica to aim at)".into()
+    } else if spec.min > 0 {
+        "set scale.min to 0 to let an idle function pause and stop, or remove \
+         scale.idlePause and scale.idleStop"
+            .into()
+    } else {
+        format!(
+            "make scale.idlePause no longer than scale.idleStop (e.g. \"idlePause\": \"{}\")",
+            show_ms(spec.idle_stop_ms.unwrap_or(DEFAULT_IDLE_PAUSE_MS))
+        )
+    }
 }
 
 /// A deploy entry's `cpus`, checked against what Docker accepts on this machine.
@@ -656,6 +763,157 @@ mod tests {
             "9999999999p",
         ] {
             assert_eq!(parse_memory(bad), None, "{bad:?}");
+        }
+    }
+
+    fn scale_of(block: &str) -> (u32, Option<ScaleSpec>) {
+        let e = &p(&entry(&format!(r#","scale":{block}"#))).unwrap()[1];
+        (e.replicas, e.scale)
+    }
+
+    fn spec(min: u32, max: u32, pause: Option<u64>, stop: Option<u64>) -> ScaleSpec {
+        ScaleSpec {
+            min,
+            max,
+            target_inflight: DEFAULT_TARGET_INFLIGHT,
+            idle_pause_ms: pause,
+            idle_stop_ms: stop,
+            scale_in_delay_ms: None,
+        }
+    }
+
+    #[test]
+    fn scale_blocks_have_defaults() {
+        // No block: a fixed count, as before.
+        let e = &p(ONE).unwrap()[0];
+        assert_eq!((e.replicas, e.scale), (1, None));
+        // An empty block: min 1, max 8, targetInflight 4, no idle rules; starts with 1.
+        assert_eq!(scale_of("{}"), (1, Some(spec(1, 8, None, None))));
+        // min 0: paused after 60s idle by default, never stopped; starts with one replica.
+        assert_eq!(
+            scale_of(r#"{"min":0}"#),
+            (1, Some(spec(0, 8, Some(60_000), None)))
+        );
+        // A short idleStop pulls the default idlePause down to it.
+        assert_eq!(
+            scale_of(r#"{"min":0,"idleStop":"30s"}"#),
+            (1, Some(spec(0, 8, Some(30_000), Some(30_000))))
+        );
+        assert_eq!(
+            scale_of(r#"{"min":0,"idleStop":"30m"}"#),
+            (1, Some(spec(0, 8, Some(60_000), Some(1_800_000))))
+        );
+        // max is never below min or replicas.
+        assert_eq!(
+            scale_of(r#"{"min":12}"#),
+            (12, Some(spec(12, 12, None, None)))
+        );
+        let e = &p(&entry(r#","replicas":10,"scale":{"min":2}"#)).unwrap()[1];
+        assert_eq!((e.replicas, e.scale), (10, Some(spec(2, 10, None, None))));
+        // The example of the contract, every field given.
+        let (replicas, s) =
+            scale_of(r#"{"min":0,"max":8,"targetInflight":2,"idlePause":"90s","idleStop":"30m"}"#);
+        let mut want = spec(0, 8, Some(90_000), Some(1_800_000));
+        want.target_inflight = 2;
+        assert_eq!((replicas, s), (1, Some(want)));
+        // scaleInDelay, when given (else the scaler's default cool-down).
+        let (replicas, s) = scale_of(r#"{"max":4,"scaleInDelay":"2m"}"#);
+        let mut want = spec(1, 4, None, None);
+        want.scale_in_delay_ms = Some(120_000);
+        assert_eq!((replicas, s), (1, Some(want)));
+        // replicas within min..=max is kept; without it the function starts with max(min, 1).
+        let e = &p(&entry(r#","replicas":3,"scale":{"min":0,"max":4}"#)).unwrap()[1];
+        assert_eq!(e.replicas, 3);
+        assert_eq!(scale_of(r#"{"min":3,"max":5}"#).0, 3);
+        // Up to the gateway's bound, which fixed replicas share.
+        assert_eq!(
+            scale_of(r#"{"max":64}"#).1.map(|s| s.max),
+            Some(MAX_REPLICAS)
+        );
+        assert_eq!(p(&entry(r#","replicas":64"#)).unwrap()[1].replicas, 64);
+    }
+
+    #[test]
+    fn bad_scale_blocks_say_where_what_and_what_to_do() {
+        for (extra, says) in [
+            (
+                r#","scale":{"min":3,"max":2}"#,
+                "scale.min 3 is above scale.max 2: raise scale.max or lower scale.min",
+            ),
+            (
+                r#","scale":{"min":0,"idlePause":"90s","idleStop":"30s"}"#,
+                "scale.idlePause (90s) is longer than scale.idleStop (30s)",
+            ),
+            (
+                r#","scale":{"min":0,"idlePause":"90s","idleStop":"30s"}"#,
+                "make scale.idlePause no longer than scale.idleStop",
+            ),
+            (
+                r#","scale":{"min":1,"idlePause":"60s"}"#,
+                "need scale.min 0",
+            ),
+            (r#","scale":{"idleStop":"30m"}"#, "set scale.min to 0"),
+            (
+                r#","scale":{"min":0,"idlePause":"1.5s"}"#,
+                "scale.idlePause: '1.5s' is not a duration: write a whole number with a unit",
+            ),
+            (
+                r#","scale":{"min":0,"idleStop":"soon"}"#,
+                "scale.idleStop: 'soon' is not a duration",
+            ),
+            (r#","scale":{"min":0,"idlePause":"0s"}"#, "is zero"),
+            (
+                r#","scale":{"scaleInDelay":"30"}"#,
+                "scale.scaleInDelay: '30' is not a duration",
+            ),
+            (
+                r#","scale":{"targetInflight":0}"#,
+                "scale.targetInflight must be at least 1: give scale.targetInflight 1 or more",
+            ),
+            (
+                r#","scale":{"max":65}"#,
+                "scale.max 65 is above 64: give scale.max 1 to 64",
+            ),
+            (r#","scale":{"max":0}"#, "scale.max must be at least 1"),
+            (
+                r#","scale":{"min":65}"#,
+                "scale.min 65 is above 64, the most replicas a function may have",
+            ),
+            (
+                r#","replicas":5,"scale":{"min":0,"max":4}"#,
+                "replicas 5 is outside the scale block's bounds: give replicas 1 to 4",
+            ),
+            (
+                r#","replicas":1,"scale":{"min":2,"max":4}"#,
+                "give replicas 2 to 4",
+            ),
+            (
+                r#","replicas":0,"scale":{"min":0}"#,
+                "replicas must be 1 to 64, not 0 (to let an idle function stop, give it a \"scale\" block with \"min\": 0)",
+            ),
+            (r#","replicas":65"#, "replicas must be 1 to 64, not 65"),
+        ] {
+            let e = err(&entry(extra));
+            assert!(
+                e.starts_with("deploy.json: deploy[1] (function 'a'): "),
+                "{extra}: {e}"
+            );
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        // Unknown fields and wrong types spoil the file, as everywhere in it.
+        for (extra, says) in [
+            (r#","scale":{"minimum":0}"#, "unknown field `minimum`"),
+            (r#","scale":{"min":-1}"#, "invalid value: integer `-1`"),
+            (
+                r#","scale":{"max":1.5}"#,
+                "invalid type: floating point `1.5`",
+            ),
+            (r#","scale":{"idlePause":60}"#, "invalid type: integer `60`"),
+            (r#","scale":4"#, "invalid type: integer `4`"),
+        ] {
+            let e = err(&entry(extra));
+            assert!(e.starts_with("deploy.json:1:"), "{extra}: {e}");
+            assert!(e.contains(says), "{extra}: {e}");
         }
     }
 

@@ -158,7 +158,7 @@ pub async fn deploy(
             nano_cpus: entry.nano_cpus,
             pids: i64::from(entry.pids),
             max_inflight: entry.max_inflight,
-            scale: None,
+            scale: entry.scale,
         },
         deployed_at: rfa_wire::time::now(),
     };

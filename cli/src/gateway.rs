@@ -1,7 +1,11 @@
-//! The CLI's client of the gateway's admin API (`/system/functions`).
+//! The CLI's client of the gateway's admin API (`/system/functions`, `/system/scale-function`).
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rfa_wire::problem::Problem;
 use rfa_wire::route::FunctionRoute;
+use rfa_wire::scale::ScaleRequest;
 
 use crate::platform::{Token, TokenSource};
 
@@ -70,6 +74,89 @@ impl Gateway {
         self.check(&r, "remove the route")?;
         Ok(true)
     }
+
+    /// Sets a function's replica count now (`POST /system/scale-function/<name>`): the gateway
+    /// checks it and hands it to the scaler, which answers once the replicas serve (or have
+    /// drained and gone), so this waits longer than the other calls.
+    pub async fn scale(&self, name: &str, replicas: u32) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/system/scale-function/{name}", self.url))
+            .bearer_auth(&self.token.value)
+            .json(&ScaleRequest { replicas })
+            .timeout(SCALE_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "the gateway at {} did not answer the scale of '{name}' (within {}s): see \
+                     `proxyCli details{}` for where it got to",
+                    self.url,
+                    SCALE_TIMEOUT.as_secs(),
+                    self.instance_flag
+                )
+            })?;
+        let status = r.status().as_u16();
+        if (200..=299).contains(&status) {
+            return Ok(());
+        }
+        let body = r.text().await.unwrap_or_default();
+        bail!(
+            "{}",
+            scale_refused(
+                name,
+                replicas,
+                status,
+                &body,
+                &self.token.source,
+                &self.instance_flag
+            )
+        )
+    }
+}
+
+/// How long `scale` waits for the gateway: new replicas must start and pass their health check
+/// (30 s each at most), leaving ones drain first.
+const SCALE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What to say when the gateway refuses `scale <name> <replicas>` with `status` and `body`.
+fn scale_refused(
+    name: &str,
+    replicas: u32,
+    status: u16,
+    body: &str,
+    source: &TokenSource,
+    instance_flag: &str,
+) -> String {
+    let detail = serde_json::from_str::<Problem>(body)
+        .ok()
+        .map(|p| {
+            if p.detail.is_empty() {
+                p.title
+            } else {
+                p.detail
+            }
+        })
+        .unwrap_or_else(|| body.trim().to_string());
+    match status {
+        401 => refused(&format!("scale '{name}'"), source, instance_flag),
+        404 => format!(
+            "no function named {name} is deployed: see `proxyCli details{instance_flag}` for the \
+             deployed ones"
+        ),
+        400 => format!("cannot scale {name} to {replicas}: {detail}"),
+        503 => format!(
+            "cannot scale {name} now: the scaler is not answering ({detail}). Run `proxyCli \
+             startFaas{instance_flag}` to start it (the functions keep serving meanwhile), then \
+             try again"
+        ),
+        code if detail.is_empty() => {
+            format!("the gateway answered {code} while trying to scale {name} to {replicas}")
+        }
+        code => format!(
+            "the gateway answered {code} while trying to scale {name} to {replicas}: {detail}"
+        ),
+    }
 }
 
 fn check(
@@ -122,5 +209,49 @@ mod tests {
         assert!(file.contains("/home/u/.config/rfaas/token-qa"), "{file}");
         assert!(file.contains("startFaas --instance qa"), "{file}");
         assert!(!file.contains("RFAAS_TOKEN"), "{file}");
+    }
+
+    #[test]
+    fn a_refused_scale_says_what_to_do() {
+        let file = TokenSource::File("/t".into());
+        let say = |status: u16, body: &str| {
+            scale_refused("echo", 9, status, body, &file, " --instance qa")
+        };
+        let problem = |status: u16, detail: &str| {
+            serde_json::to_string(&Problem::new(
+                reqwest::StatusCode::from_u16(status).unwrap(),
+                detail,
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            say(404, &problem(404, "no function 'echo'")),
+            "no function named echo is deployed: see `proxyCli details --instance qa` for the \
+             deployed ones"
+        );
+        assert_eq!(
+            say(400, &problem(400, "9 is outside echo's scale bounds 1..=4")),
+            "cannot scale echo to 9: 9 is outside echo's scale bounds 1..=4"
+        );
+        let down = say(503, &problem(503, "the scaler cannot be reached"));
+        assert!(
+            down.starts_with(
+                "cannot scale echo now: the scaler is not answering (the scaler cannot be reached)"
+            ) && down.contains("`proxyCli startFaas --instance qa`"),
+            "{down}"
+        );
+        let token = say(401, "");
+        assert!(
+            token.contains("/t") && token.contains("scale 'echo'"),
+            "{token}"
+        );
+        assert_eq!(
+            say(500, "oops\n"),
+            "the gateway answered 500 while trying to scale echo to 9: oops"
+        );
+        assert_eq!(
+            say(502, ""),
+            "the gateway answered 502 while trying to scale echo to 9"
+        );
     }
 }

@@ -44,6 +44,8 @@ enum Command {
     Details(commands::details::Args),
     /// Remove functions (containers and routes).
     Stop(commands::stop::Args),
+    /// Set a function's replica count now (0 stops it until its next call).
+    Scale(commands::scale::Args),
     /// Show a function's logs.
     Logs(commands::logs::Args),
     /// List rfaas images and this instance's containers.
@@ -105,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => commands::deploy::run(&instance, args).await,
         Command::Details(args) => commands::details::run(&instance, args).await,
         Command::Stop(args) => commands::stop::run(&instance, args).await,
+        Command::Scale(args) => commands::scale::run(&instance, args).await,
         Command::Logs(args) => commands::logs::run(&instance, args).await,
         Command::List => commands::list::run(&instance).await,
         Command::New(args) => commands::new::run(args),

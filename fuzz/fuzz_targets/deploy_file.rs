@@ -59,6 +59,13 @@ fuzz_target!(|data: &[u8]| {
                     assert!(is_valid_function_name(&e.name), "name {:?}", e.name);
                     assert!(names.insert(e.name.clone()), "name {:?} twice", e.name);
                     assert!((1..=MAX_REPLICAS).contains(&e.replicas), "{e:?}");
+                    if let Some(scale) = e.scale {
+                        assert!(scale.check().is_ok(), "a scale block breaking its rules: {e:?}");
+                        assert!(
+                            scale.allows(e.replicas) && scale.max <= MAX_REPLICAS,
+                            "replicas outside the scale bounds: {e:?}"
+                        );
+                    }
                     assert!(e.memory_bytes >= 6 << 20, "memory below Docker's 6m: {e:?}");
                     assert!((1..=1024).contains(&e.max_inflight), "{e:?}");
                     // Docker reads NanoCpus 0 as "no limit".

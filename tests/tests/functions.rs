@@ -63,7 +63,9 @@ async fn examples_deploy_call_each_other_and_stop() {
     for f in list.as_array().unwrap() {
         assert_eq!(f["kind"], "http");
         assert_eq!(f["status"], "ready");
-        assert_eq!(f["replicas"], "1/1");
+        assert_eq!(f["replicas"], json!({"desired": 1, "ready": 1}), "{f}");
+        assert_eq!(f["power"], "running", "{f}");
+        assert!(f.get("scale").is_none(), "no scale block was deployed: {f}");
         assert!(
             f["image"].as_str().unwrap().starts_with(&format!(
                 "rfa-fn-{}-{}:",

@@ -98,7 +98,11 @@ async fn a_restart_brings_back_every_function_and_the_settings_it_ran_with() {
     }
     let rows = details(&p);
     assert_eq!(rows[0]["status"], "ready", "{rows:?}");
-    assert_eq!(rows[0]["replicas"], "2/2", "{rows:?}");
+    assert_eq!(
+        rows[0]["replicas"],
+        serde_json::json!({"desired": 2, "ready": 2}),
+        "{rows:?}"
+    );
 
     // Again: nothing to do, nothing moved.
     let again = p.cli(&["startFaas"]).ok();

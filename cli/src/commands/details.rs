@@ -1,9 +1,11 @@
 //! `proxyCli details [--json]`: the deployed functions, from the gateway's routes and the
-//! engine's containers.
+//! engine's containers: desired and ready replicas (numbers in `--json`), power (running,
+//! paused, stopped), the scale block, uptime and the async queue.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rfa_engine::ContainerSummary;
+use rfa_wire::route::{FunctionRoute, Power, ScaleSpec};
 use rfa_wire::time::unix_seconds;
 use serde::Serialize;
 
@@ -18,22 +20,39 @@ pub struct Args {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Row {
     name: String,
     kind: String,
     url: String,
+    /// `ready`, `degraded` (fewer ready than desired), `down` (none ready), `paused` or
+    /// `stopped` (idle: the next call wakes it), `unrouted` (containers, no route).
     status: String,
-    replicas: String,
+    replicas: Replicas,
+    /// Whether the replicas run, are paused or are stopped (the route's `power`).
+    power: Power,
+    /// The deploy file's scale block, as the route keeps it (absent: fixed replicas).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scale: Option<ScaleSpec>,
     image: String,
     /// Since the longest-running running replica started; `-` when none runs.
     uptime: String,
     /// The same in seconds; `null` when no replica runs.
-    #[serde(rename = "uptimeSeconds")]
     uptime_seconds: Option<u64>,
     /// Async calls waiting for a replica.
     queued: Option<u64>,
     /// Async calls a replica is running.
     inflight: Option<u64>,
+}
+
+/// A function's replicas as numbers: how many it should have, and how many run now.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+struct Replicas {
+    /// The route's count (`run.replicas`, which `deploy`, `scale` and the scaler set), or the
+    /// containers there are when there is no route.
+    desired: u32,
+    /// Replicas running now (a paused or stopped one is not ready).
+    ready: u32,
 }
 
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
@@ -55,34 +74,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     for name in names {
         let route = routes.iter().find(|r| r.name == name);
         let replicas = containers.remove(&name).unwrap_or_default();
-        let running = replicas.iter().filter(|c| is_running(c)).count();
-        let wanted = route.map(|r| r.upstreams.len()).unwrap_or(replicas.len());
-        let status = match (route.is_some(), running) {
-            (false, _) => "unrouted",
-            (true, 0) => "down",
-            (true, n) if n < wanted => "degraded",
-            _ => "ready",
-        };
         let uptime_seconds = uptime(&p, &replicas, now).await;
-        rows.push(Row {
-            kind: route
-                .map(|r| r.kind)
-                .or_else(|| replicas.first().map(functions::kind_of))
-                .unwrap_or_default()
-                .to_string(),
-            url: format!("{}/functions/{name}", p.gateway.url),
-            status: status.to_string(),
-            replicas: format!("{running}/{wanted}"),
-            image: route
-                .map(|r| r.image.clone())
-                .or_else(|| replicas.first().and_then(|c| c.image.clone()))
-                .unwrap_or_default(),
-            uptime: uptime_seconds.map(human).unwrap_or_else(|| "-".into()),
-            uptime_seconds,
-            queued: route.and_then(|r| r.queue).map(|q| q.pending),
-            inflight: route.and_then(|r| r.queue).map(|q| q.inflight),
-            name,
-        });
+        rows.push(row(name, route, &replicas, &p.gateway.url, uptime_seconds));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -98,11 +91,12 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         "URL",
         "STATUS",
         "REPLICAS",
+        "POWER",
         "IMAGE",
         "UPTIME",
         "QUEUED/RUNNING",
     ];
-    let table: Vec<[String; 8]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             [
@@ -110,7 +104,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
                 r.kind.clone(),
                 r.url.clone(),
                 r.status.clone(),
-                r.replicas.clone(),
+                replicas_cell(r),
+                r.power.to_string(),
                 r.image.clone(),
                 r.uptime.clone(),
                 match (r.queued, r.inflight) {
@@ -120,7 +115,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|i| {
             table
                 .iter()
@@ -145,8 +140,91 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One function's row, from its route (if any) and its containers.
+fn row(
+    name: String,
+    route: Option<&FunctionRoute>,
+    replicas: &[ContainerSummary],
+    gateway_url: &str,
+    uptime_seconds: Option<u64>,
+) -> Row {
+    let ready =
+        u32::try_from(replicas.iter().filter(|c| is_running(c)).count()).unwrap_or(u32::MAX);
+    let desired = match route {
+        Some(r) => r
+            .run
+            .as_ref()
+            .map(|run| run.replicas)
+            .unwrap_or_else(|| u32::try_from(r.upstreams.len()).unwrap_or(u32::MAX)),
+        None => u32::try_from(replicas.len()).unwrap_or(u32::MAX),
+    };
+    let power = match route {
+        Some(r) => r.power,
+        None => power_of(replicas),
+    };
+    let status = match (route.is_some(), power) {
+        (false, _) => "unrouted",
+        (true, Power::Paused) => "paused",
+        (true, Power::Stopped) => "stopped",
+        (true, Power::Running) if desired == 0 => "stopped",
+        (true, Power::Running) if ready == 0 => "down",
+        (true, Power::Running) if ready < desired => "degraded",
+        (true, Power::Running) => "ready",
+    };
+    Row {
+        kind: route
+            .map(|r| r.kind)
+            .or_else(|| replicas.first().map(functions::kind_of))
+            .unwrap_or_default()
+            .to_string(),
+        url: format!("{gateway_url}/functions/{name}"),
+        status: status.to_string(),
+        replicas: Replicas { desired, ready },
+        power,
+        scale: route.and_then(|r| r.run.as_ref()).and_then(|run| run.scale),
+        image: route
+            .map(|r| r.image.clone())
+            .or_else(|| replicas.first().and_then(|c| c.image.clone()))
+            .unwrap_or_default(),
+        uptime: uptime_seconds.map(human).unwrap_or_else(|| "-".into()),
+        uptime_seconds,
+        queued: route.and_then(|r| r.queue).map(|q| q.pending),
+        inflight: route.and_then(|r| r.queue).map(|q| q.inflight),
+        name,
+    }
+}
+
+/// The table's REPLICAS cell: ready/desired, and the scale block's bounds when there is one
+/// (`1/2 (0-8)`).
+fn replicas_cell(r: &Row) -> String {
+    let counts = format!("{}/{}", r.replicas.ready, r.replicas.desired);
+    match r.scale {
+        Some(s) => format!("{counts} ({}-{})", s.min, s.max),
+        None => counts,
+    }
+}
+
+/// The power of containers no route speaks for: running if one runs, else paused if one is.
+fn power_of(replicas: &[ContainerSummary]) -> Power {
+    if replicas.iter().any(is_running) {
+        Power::Running
+    } else if replicas
+        .iter()
+        .any(|c| state(c).as_deref() == Some("paused"))
+    {
+        Power::Paused
+    } else {
+        Power::Stopped
+    }
+}
+
 fn is_running(c: &ContainerSummary) -> bool {
-    c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running")
+    state(c).as_deref() == Some("running")
+}
+
+/// The engine's word for a container's state (`running`, `paused`, `exited`, …).
+fn state(c: &ContainerSummary) -> Option<String> {
+    c.state.as_ref().map(|s| s.to_string())
 }
 
 /// How long the function has been up: since the longest-running of its running replicas
@@ -177,5 +255,139 @@ fn human(secs: u64) -> String {
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
         s if s < 86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
         s => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rfa_wire::route::{FunctionKind, QueueStats, RunSpec};
+    use serde_json::json;
+
+    /// A container as the engine lists it, in `state`.
+    fn container(state: &str) -> ContainerSummary {
+        serde_json::from_value(json!({"State": state, "Image": "rfa-fn-echo:1"})).unwrap()
+    }
+
+    const RUNNING: &str = "running";
+    const PAUSED: &str = "paused";
+    const EXITED: &str = "exited";
+
+    fn route(replicas: u32, power: Power, scale: Option<ScaleSpec>) -> FunctionRoute {
+        FunctionRoute {
+            name: "echo".into(),
+            kind: FunctionKind::Async,
+            upstreams: vec!["a:6000".into(), "b:6000".into()],
+            image: "rfa-fn-echo:1".into(),
+            deployed_at: "2025-01-01T00:00:00Z".into(),
+            queue: Some(QueueStats {
+                pending: 3,
+                inflight: 1,
+            }),
+            run: Some(RunSpec {
+                replicas,
+                env: vec![],
+                memory_bytes: 128 << 20,
+                nano_cpus: 1_000_000_000,
+                pids: 256,
+                max_inflight: 8,
+                scale,
+            }),
+            power,
+        }
+    }
+
+    fn json_of(
+        route: Option<&FunctionRoute>,
+        containers: &[ContainerSummary],
+    ) -> serde_json::Value {
+        let r = row(
+            "echo".into(),
+            route,
+            containers,
+            "http://127.0.0.1:9999",
+            None,
+        );
+        serde_json::to_value(&r).unwrap()
+    }
+
+    #[test]
+    fn json_gives_numbers_power_and_the_scale_block() {
+        let scale = ScaleSpec {
+            min: 0,
+            max: 8,
+            target_inflight: 4,
+            idle_pause_ms: Some(60_000),
+            idle_stop_ms: None,
+            scale_in_delay_ms: None,
+        };
+        let paused = route(2, Power::Paused, Some(scale));
+        let v = json_of(Some(&paused), &[container(PAUSED), container(PAUSED)]);
+        assert_eq!(
+            v,
+            json!({
+                "name": "echo",
+                "kind": "async",
+                "url": "http://127.0.0.1:9999/functions/echo",
+                "status": "paused",
+                "replicas": {"desired": 2, "ready": 0},
+                "power": "paused",
+                "scale": {"min": 0, "max": 8, "targetInflight": 4, "idlePauseMs": 60000},
+                "image": "rfa-fn-echo:1",
+                "uptime": "-",
+                "uptimeSeconds": null,
+                "queued": 3,
+                "inflight": 1,
+            })
+        );
+        // Fixed replicas: no scale key; status from the ready count.
+        let fixed = route(2, Power::Running, None);
+        for (containers, ready, status) in [
+            (vec![container(RUNNING), container(RUNNING)], 2, "ready"),
+            (vec![container(RUNNING), container(EXITED)], 1, "degraded"),
+            (vec![container(EXITED)], 0, "down"),
+        ] {
+            let v = json_of(Some(&fixed), &containers);
+            assert_eq!(v["replicas"], json!({"desired": 2, "ready": ready}), "{v}");
+            assert_eq!(
+                (v["status"].as_str(), v["power"].as_str()),
+                (Some(status), Some("running"))
+            );
+            assert!(v.get("scale").is_none(), "{v}");
+        }
+        let stopped = route(1, Power::Stopped, Some(scale));
+        let v = json_of(Some(&stopped), &[container(EXITED)]);
+        assert_eq!(
+            (v["status"].as_str(), v["power"].as_str()),
+            (Some("stopped"), Some("stopped"))
+        );
+        assert_eq!(v["replicas"], json!({"desired": 1, "ready": 0}));
+        // Containers without a route: desired is what there is.
+        let v = json_of(None, &[container(PAUSED)]);
+        assert_eq!(v["status"], "unrouted");
+        assert_eq!(v["power"], "paused");
+        assert_eq!(v["replicas"], json!({"desired": 1, "ready": 0}));
+        // A route kept without its RunSpec: desired from its upstreams.
+        let mut old = route(5, Power::Running, None);
+        old.run = None;
+        assert_eq!(json_of(Some(&old), &[])["replicas"]["desired"], 2);
+    }
+
+    #[test]
+    fn the_table_shows_ready_over_desired_and_the_bounds() {
+        let scale = ScaleSpec {
+            min: 1,
+            max: 4,
+            target_inflight: 4,
+            idle_pause_ms: None,
+            idle_stop_ms: None,
+            scale_in_delay_ms: None,
+        };
+        let r = route(2, Power::Running, Some(scale));
+        let with = row("echo".into(), Some(&r), &[container(RUNNING)], "u", None);
+        assert_eq!(replicas_cell(&with), "1/2 (1-4)");
+        let r = route(2, Power::Running, None);
+        let without = row("echo".into(), Some(&r), &[container(RUNNING)], "u", None);
+        assert_eq!(replicas_cell(&without), "1/2");
     }
 }
