@@ -1,7 +1,8 @@
 //! Issue #22, items 7–9: the CLI's rough edges, as a user meets them — Rust keywords as names,
 //! `details` and `logs` of a function that is down, unknown, or on a platform that is not
 //! running, `logs -f` through a redeploy, per-entry deploy failures with the summary, and the
-//! store subcommands' errors.
+//! store subcommands' errors. Issue #16: `scale` and deploy.json's `scale` block refuse bad
+//! input before anything is sent.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -111,6 +112,113 @@ async fn without_a_platform_names_and_logs_say_what_is_wrong() {
     );
     let help = p.cli(&["store", "list", "--help"]).ok();
     assert!(help.stdout.contains("1 to 1000"), "{help}");
+}
+
+/// `scale` checks its count and name before it looks for a platform: with none running, a bad
+/// one gets its own message (not "the platform is not running"), and a good one gets that.
+/// A deploy file's bad `scale` block is reported per entry, before any platform is needed.
+#[tokio::test]
+async fn scale_refuses_bad_counts_names_and_blocks_before_any_request() {
+    let p = Platform::new("edges-scale");
+    for count in ["-1", "1.5", "x", "65", ""] {
+        let run = p.cli(&["scale", "echo", count]).failed();
+        assert!(
+            run.stderr.contains(&format!(
+                "'{count}' is not a replica count: give a whole number from 0 to 64"
+            )) && !run.stderr.contains("not running"),
+            "{count:?}: {run}"
+        );
+        assert!(run.stdout.is_empty(), "{run}");
+    }
+    for (name, says) in [
+        ("Echo", "'Echo' is not a function name ("),
+        ("../x", "'../x' is not a function name ("),
+        (
+            "fn",
+            "'fn' is a Rust keyword, which no function can be named",
+        ),
+    ] {
+        let run = p.cli(&["scale", name, "2"]).failed();
+        assert!(
+            run.stderr.contains(says)
+                && run
+                    .stderr
+                    .contains(&format!("see `proxyCli details --instance {}`", p.instance))
+                && !run.stderr.contains("not running"),
+            "{name}: {run}"
+        );
+    }
+    // A count and a name that could be right: only now is the platform looked for.
+    let run = p.cli(&["scale", "echo", "2"]).failed();
+    assert!(
+        run.stderr.contains("not running")
+            && run
+                .stderr
+                .contains(&format!("startFaas --instance {}", p.instance)),
+        "{run}"
+    );
+    // `scale` is listed with the other commands, and says what N is.
+    let help = p.cli(&["scale", "--help"]).ok();
+    assert!(help.stdout.contains("0 to 64"), "{help}");
+
+    // Bad scale blocks: each entry fails alone, naming the file, the entry and the rule.
+    let mut entries = Vec::new();
+    for (name, scale) in [
+        ("inverted", json!({"min": 3, "max": 2})),
+        (
+            "sleepy",
+            json!({"min": 0, "idlePause": "10m", "idleStop": "5m"}),
+        ),
+        ("awake", json!({"min": 1, "idlePause": "60s"})),
+        ("vague", json!({"min": 0, "idlePause": "a while"})),
+        ("lazy", json!({"targetInflight": 0})),
+        ("huge", json!({"max": 65})),
+    ] {
+        let mut e = echo_entry(name);
+        e["scale"] = scale;
+        entries.push(e);
+    }
+    let mut outside = echo_entry("outside");
+    outside["replicas"] = json!(5);
+    outside["scale"] = json!({"max": 4});
+    entries.push(outside);
+    let (_dir, file) = deploy_file(Value::Array(entries));
+    let run = p.cli(&["deploy", file.to_str().unwrap()]).failed();
+    for (i, name, says) in [
+        (
+            0,
+            "inverted",
+            "scale.min 3 is above scale.max 2: raise scale.max or lower scale.min",
+        ),
+        (
+            1,
+            "sleepy",
+            "scale.idlePause (10m) is longer than scale.idleStop (5m)",
+        ),
+        (2, "awake", "need scale.min 0"),
+        (3, "vague", "scale.idlePause: 'a while' is not a duration"),
+        (4, "lazy", "scale.targetInflight must be at least 1"),
+        (5, "huge", "scale.max 65 is above 64"),
+        (
+            6,
+            "outside",
+            "replicas 5 is outside the scale block's bounds: give replicas 1 to 4",
+        ),
+    ] {
+        let at = format!("deploy.json: deploy[{i}] (function '{name}'): ");
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&at) && l.contains(says)),
+            "{name}: {run}"
+        );
+    }
+    // An unknown field in the block spoils the file, as anywhere in it.
+    let mut typo = echo_entry("typo");
+    typo["scale"] = json!({"minimum": 0});
+    let (_dir, file) = deploy_file(json!([typo]));
+    let run = p.cli(&["deploy", file.to_str().unwrap()]).failed();
+    assert!(run.stderr.contains("unknown field `minimum`"), "{run}");
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@ pub struct Args {
     /// The deployed function to scale.
     pub name: String,
     /// Its replicas from now on: a whole number, 0 to 64 (0 stops it; the next call starts it).
-    /// Read here, not by clap, so that "-1" or "1.5" get a message that says what to give.
+    // A string read by `parse_count`, not by clap, so that "-1" or "1.5" get a message that says
+    // what to give (and "-1" is not taken for a flag).
     #[arg(allow_hyphen_values = true, value_name = "N")]
     pub replicas: String,
 }
