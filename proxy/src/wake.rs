@@ -41,7 +41,7 @@ pub fn bound(config: &crate::Config) -> Duration {
     HOLD_BOUND.min(config.upstream_timeout)
 }
 
-/// The `kind` label of `rfa_wire_seconds` for a function that was `power`.
+/// The `kind` label of `rfa_wake_seconds` for a function that was `power`.
 pub fn kind(power: Power) -> &'static str {
     match power {
         Power::Stopped => "cold",
@@ -67,13 +67,13 @@ pub async fn hold(state: &SharedState, name: &str, picked: Picked) -> Result<Pic
     let mut power = live.watch_power();
     let mut failure = live.wake_failure.subscribe();
     let mut call = picked.call;
-    tracing::info!(function = name, power = %was, "call held while the function wakes");
+    tracing::debug!(function = name, power = %was, "call held while the function wakes");
     loop {
         let picked = state.routes.repick(name, call)?;
         if picked.upstream.is_some() {
             let waited = started.elapsed();
             state.metrics.woken(name, kind(was), waited);
-            tracing::info!(
+            tracing::debug!(
                 function = name,
                 was = %was,
                 waited_ms = waited.as_millis() as u64,
@@ -122,8 +122,7 @@ pub async fn hold(state: &SharedState, name: &str, picked: Picked) -> Result<Pic
                         seconds,
                     },
                 };
-                tracing::warn!(function = name, error = %error, "held call given up");
-                return Err(error);
+                return Err(error); // logged with the answer (forward.rs)
             }
         }
     }
