@@ -38,11 +38,18 @@ pub enum ActError {
     Gateway(#[from] GatewayError),
     #[error("the engine: {0}")]
     Engine(#[from] rfa_engine::EngineError),
-    #[error("function '{function}' has no replicas to {what}, and no record of how to run them (deployed by an older rfaas): deploy it again")]
-    NoRunSpec { function: String, what: &'static str },
+    #[error(
+        "function '{function}' has no replicas to {what}, and no record of how to run them (deployed by an older rfaas): deploy it again"
+    )]
+    NoRunSpec {
+        function: String,
+        what: &'static str,
+    },
     #[error("{0} replicas is more than the {MAX_REPLICAS} a function may have")]
     TooMany(u32),
-    #[error("function '{function}' was redeployed while the scaler acted on it; nothing was changed")]
+    #[error(
+        "function '{function}' was redeployed while the scaler acted on it; nothing was changed"
+    )]
     Redeployed { function: String },
 }
 
@@ -112,7 +119,11 @@ impl<E: FunctionEngine> Actor<E> {
             .collect())
     }
 
-    fn template(&self, route: &FunctionRoute, what: &'static str) -> Result<FunctionTemplate, ActError> {
+    fn template(
+        &self,
+        route: &FunctionRoute,
+        what: &'static str,
+    ) -> Result<FunctionTemplate, ActError> {
         let run = route.run.clone().ok_or_else(|| ActError::NoRunSpec {
             function: route.name.clone(),
             what,
@@ -175,7 +186,8 @@ impl<E: FunctionEngine> Actor<E> {
         route.power = Power::Running;
         self.gateway.put(&route).await?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.metrics.event(&route.name, Direction::Wake, Reason::Demand);
+        self.metrics
+            .event(&route.name, Direction::Wake, Reason::Demand);
         tracing::info!(function = %route.name, was = %was, millis, "woke");
         Ok(WakeReport { was, millis })
     }
@@ -282,7 +294,9 @@ impl<E: FunctionEngine> Actor<E> {
             let mut by_index = replicas;
             by_index.sort_by_key(|r| r.index);
             let leaving = by_index.split_off(n);
-            route.upstreams.retain(|u| !leaving.iter().any(|r| &r.upstream == u));
+            route
+                .upstreams
+                .retain(|u| !leaving.iter().any(|r| &r.upstream == u));
             if let Some(run) = route.run.as_mut() {
                 run.replicas = n as u32;
             }
@@ -334,7 +348,11 @@ impl<E: FunctionEngine> Actor<E> {
                 k += 1;
                 continue;
             }
-            match self.engine.create(template, &deployment, k, &container).await {
+            match self
+                .engine
+                .create(template, &deployment, k, &container)
+                .await
+            {
                 Ok(r) => created.push(r),
                 Err(e) => {
                     self.discard(&created).await;

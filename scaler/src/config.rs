@@ -46,14 +46,10 @@ impl Config {
             (None, Some(token)) => token,
             _ => return Err(ConfigError::MissingToken(env::TOKEN_FILE, env::TOKEN)),
         };
-        let platform_env = [
-            env::NATS_URL,
-            env::STORE_URL,
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-        ]
-        .iter()
-        .filter_map(|k| vars.text(k).map(|v| format!("{k}={v}")))
-        .collect();
+        let platform_env = [env::NATS_URL, env::STORE_URL, "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .iter()
+            .filter_map(|k| vars.text(k).map(|v| format!("{k}={v}")))
+            .collect();
         Ok(Config {
             port: vars.number(env::PORT, rfa_wire::SCALER_PORT)?,
             token,
@@ -87,7 +83,10 @@ mod tests {
         let c = config(&[(env::TOKEN, "t"), (env::NATS_URL, "nats://n:4222")]).unwrap();
         assert_eq!(c.port, rfa_wire::SCALER_PORT);
         assert_eq!(c.instance, "default");
-        assert_eq!(c.platform_env, vec!["RFAAS_NATS_URL=nats://n:4222".to_string()]);
+        assert_eq!(
+            c.platform_env,
+            vec!["RFAAS_NATS_URL=nats://n:4222".to_string()]
+        );
         assert!(matches!(config(&[]), Err(ConfigError::MissingToken(..))));
         assert!(matches!(
             config(&[(env::TOKEN, "t"), (env::PORT, "x")]),

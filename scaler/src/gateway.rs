@@ -31,8 +31,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(url: String, token: Token) -> Result<Gateway, GatewayError> {
+        // No kept-alive connections: a poll every 500 ms must not hold one of the gateway's
+        // client connection slots (`--max-connections`) between polls.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| GatewayError::Unreachable {
                 url: url.clone(),
@@ -64,10 +67,13 @@ impl Gateway {
             return Ok(None);
         }
         let r = refused(r, "read a route").await?;
-        r.json().await.map(Some).map_err(|e| GatewayError::BadAnswer {
-            what: "read a route",
-            reason: e.to_string(),
-        })
+        r.json()
+            .await
+            .map(Some)
+            .map_err(|e| GatewayError::BadAnswer {
+                what: "read a route",
+                reason: e.to_string(),
+            })
     }
 
     /// Registers `route` (replicas and power as they are now).

@@ -85,9 +85,7 @@ pub fn decide(
         }
         let spec = route.run.as_ref()?.scale?;
         if route.power == Power::Paused
-            && spec
-                .idle_stop_ms
-                .is_some_and(|stop| load.idle_ms >= stop)
+            && spec.idle_stop_ms.is_some_and(|stop| load.idle_ms >= stop)
         {
             return Some(Decision::Stop);
         }
@@ -97,7 +95,10 @@ pub fn decide(
     let running = u32::try_from(route.upstreams.len()).unwrap_or(u32::MAX);
 
     if spec.min == 0 && demand == 0 {
-        if spec.idle_pause_ms.is_some_and(|pause| load.idle_ms >= pause) {
+        if spec
+            .idle_pause_ms
+            .is_some_and(|pause| load.idle_ms >= pause)
+        {
             memory.lower_since = None;
             return Some(Decision::Pause);
         }
@@ -186,7 +187,11 @@ mod tests {
         assert_eq!(wanted(&s, 4), 1);
         assert_eq!(wanted(&s, 5), 2);
         assert_eq!(wanted(&s, 100), 8);
-        assert_eq!(wanted(&spec(0, 3, 2), 0), 1, "min 0 still runs one until idle");
+        assert_eq!(
+            wanted(&spec(0, 3, 2), 0),
+            1,
+            "min 0 still runs one until idle"
+        );
         assert_eq!(wanted(&spec(3, 5, 2), 0), 3);
     }
 
@@ -296,10 +301,7 @@ mod tests {
             pending: 3,
             ..load(0, 50_000)
         };
-        assert_eq!(
-            decide(&r, &waiting, &mut m, t0, COOL),
-            Some(Decision::Wake)
-        );
+        assert_eq!(decide(&r, &waiting, &mut m, t0, COOL), Some(Decision::Wake));
     }
 
     #[test]

@@ -40,8 +40,8 @@ fn states(p: &Platform, name: &str) -> Vec<String> {
 
 fn details_of(p: &Platform, name: &str) -> serde_json::Value {
     let run = p.cli(&["details", "--json"]).ok();
-    let list: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("details --json: {e}\n{run}"));
+    let list: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("details --json: {e}\n{run}"));
     list.as_array()
         .and_then(|l| l.iter().find(|f| f["name"] == name))
         .cloned()
@@ -105,7 +105,10 @@ async fn an_idle_function_pauses_and_every_call_over_pauses_succeeds() {
             assert_eq!(status, 200, "round {round}: {body}");
             assert_eq!(body["path"], "/hello");
         }
-        eprintln!("round {round}: 10 calls over a paused function in {:?}", started.elapsed());
+        eprintln!(
+            "round {round}: 10 calls over a paused function in {:?}",
+            started.elapsed()
+        );
         assert_eq!(states(&p, "echo"), vec!["running".to_string()]);
     }
     let metrics = http()
@@ -121,7 +124,9 @@ async fn an_idle_function_pauses_and_every_call_over_pauses_succeeds() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("rfa_scale_events_total{direction=\"pause\",function_name=\"echo\",reason=\"idle\"}"),
+        metrics.contains(
+            "rfa_scale_events_total{direction=\"pause\",function_name=\"echo\",reason=\"idle\"}"
+        ),
         "the scaler's metrics through the gateway: {metrics}"
     );
 }
@@ -211,7 +216,8 @@ fn load(
                         Ok(r) => {
                             failed.fetch_add(1, Ordering::Relaxed);
                             let status = r.status();
-                            errors.push(format!("{status}: {}", r.text().await.unwrap_or_default()));
+                            errors
+                                .push(format!("{status}: {}", r.text().await.unwrap_or_default()));
                         }
                         Err(e) => {
                             failed.fetch_add(1, Ordering::Relaxed);
@@ -226,7 +232,10 @@ fn load(
     (ok, failed, tasks)
 }
 
-async fn finish(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
+async fn finish(
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+) -> Vec<String> {
     stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
     for t in tasks {
@@ -280,7 +289,9 @@ async fn load_grows_a_function_toward_max_and_its_end_shrinks_it_back() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("rfa_scale_events_total{direction=\"up\",function_name=\"echo\",reason=\"load\"}"),
+        metrics.contains(
+            "rfa_scale_events_total{direction=\"up\",function_name=\"echo\",reason=\"load\"}"
+        ),
         "{metrics}"
     );
     assert!(
@@ -337,12 +348,18 @@ async fn scale_outside_the_bounds_is_refused() {
     let p = Platform::start("scalebounds");
     deploy(
         &p,
-        serde_json::json!([scaled_entry("echo", serde_json::json!({ "min": 1, "max": 2 }))]),
+        serde_json::json!([scaled_entry(
+            "echo",
+            serde_json::json!({ "min": 1, "max": 2 })
+        )]),
     )
     .await;
     for n in ["3", "0"] {
         let run = p.cli(&["scale", "echo", n]).failed();
-        assert!(run.stderr.contains("1") && run.stderr.contains("2"), "{n}: {run}");
+        assert!(
+            run.stderr.contains("1") && run.stderr.contains("2"),
+            "{n}: {run}"
+        );
     }
     assert_eq!(running_count(&p, "echo"), 1);
 }
