@@ -122,9 +122,11 @@ async fn fake_gateway() -> (String, Arc<Mutex<Vec<FunctionRoute>>>) {
     let app = axum::Router::new()
         .route(
             "/system/functions/{name}",
-            get(|State((route, _)): State<S>, Path(_n): Path<String>| async move {
-                Json(route.lock().unwrap().clone())
-            })
+            get(
+                |State((route, _)): State<S>, Path(_n): Path<String>| async move {
+                    Json(route.lock().unwrap().clone())
+                },
+            )
             .put(
                 |State((route, puts)): State<S>, Json(new): Json<FunctionRoute>| async move {
                     *route.lock().unwrap() = new.clone();
@@ -170,9 +172,16 @@ async fn a_refused_unpause_answers_503_and_leaves_the_route_asleep() {
     let (url, metrics) = scaler(engine.clone(), gw).await;
     let client = reqwest::Client::new();
 
-    let r = client.post(format!("{url}/wake/echo")).send().await.unwrap();
+    let r = client
+        .post(format!("{url}/wake/echo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401, "the token is needed");
-    assert!(engine.done.lock().unwrap().is_empty(), "nothing done without it");
+    assert!(
+        engine.done.lock().unwrap().is_empty(),
+        "nothing done without it"
+    );
 
     let r = client
         .post(format!("{url}/wake/echo"))
