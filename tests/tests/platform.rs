@@ -182,9 +182,20 @@ async fn start_faas_brings_up_a_locked_down_platform_and_stop_faas_removes_it() 
             "-q",
         ])
     };
+    let mut kept = volumes();
+    kept.sort();
+    let mut data: Vec<String> = [
+        "rfa-nats-data",
+        "rfa-proxy-data",
+        "rfa-scaler-data",
+        "rfa-store-data",
+    ]
+    .iter()
+    .map(|v| p.object(v))
+    .collect();
+    data.sort();
     assert_eq!(
-        volumes().len(),
-        3,
+        kept, data,
         "stopFaas without --prune keeps the data volumes"
     );
     let second = p.cli(&["stopFaas"]).ok();

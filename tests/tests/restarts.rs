@@ -156,7 +156,11 @@ async fn pruning_one_instance_leaves_another_ones_images_volumes_and_token() {
         ])
     };
     let kept_volumes = volumes(&keep);
-    assert_eq!(kept_volumes.len(), 3, "{kept_volumes:?}");
+    assert_eq!(
+        kept_volumes.len(),
+        4,
+        "nats, store, proxy, scaler: {kept_volumes:?}"
+    );
 
     let pruned = gone.cli(&["stopFaas", "--prune"]).ok();
     assert!(pruned.stdout.contains(&pruned_image), "{pruned}");
@@ -369,9 +373,34 @@ async fn set_power(p: &Platform, name: &str, power: &str) {
 #[tokio::test]
 async fn start_faas_leaves_paused_and_stopped_functions_asleep_and_restores_them_when_gone() {
     let p = Platform::start("restartpower");
-    let entries: Vec<serde_json::Value> = ["paused", "stopped", "gone"]
+    // The echo fixture under three more names.
+    let work = tempfile::tempdir().unwrap();
+    let pkg = work.path().join("sleepers");
+    std::fs::create_dir_all(pkg.join("src")).unwrap();
+    let manifest = std::fs::read_to_string(fixture("echo").join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            "../../../function-base",
+            root().join("function-base").to_str().unwrap(),
+        );
+    std::fs::write(pkg.join("Cargo.toml"), manifest).unwrap();
+    let mut source = std::fs::read_to_string(fixture("echo").join("src/lib.rs")).unwrap();
+    let names = ["paused", "stopped", "gone"];
+    for name in names {
+        source.push_str(&format!(
+            "\npub async fn {name}(req: Request) -> Response {{\n    echo(req).await\n}}\n"
+        ));
+    }
+    std::fs::write(pkg.join("src/lib.rs"), source).unwrap();
+    let entries: Vec<serde_json::Value> = names
         .iter()
-        .map(|n| echo_entry(n))
+        .map(|n| {
+            serde_json::json!({
+                "name": n,
+                "packageDir": pkg,
+                "filePath": pkg.join("src").join("lib.rs"),
+            })
+        })
         .collect();
     let (_dir, file) = deploy_file(serde_json::Value::from(entries));
     p.cli(&["deploy", file.to_str().unwrap()]).ok();
