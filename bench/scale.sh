@@ -10,11 +10,11 @@
 #        raw-cold    engine API start -> first 200 from the container IP      (`raw`)
 #        cold        a call through the gateway to a function the scaler stopped (`sleeper`, idleStop 1s)
 #      Goals: resume p50 <= 30 ms and <= 1.5x raw-resume; cold p50 <= 450 ms.
-#   2. Scale-out: `auto` (scale min 1, max 4, targetInflight 2, cpus 0.25 per replica) and `pinned`
+#   2. Scale-out: `auto` (scale min 0, max 4, targetInflight 2, cpus 0.25 per replica) and `pinned`
 #      (4 replicas, cpus 0.25), each under `wrk -c8 -d20s` on /spin?ms=20 (CPU-bound per replica),
 #      alternating ROUNDS (2) times: throughput of auto / pinned (goal >= 0.8) and the time from the
 #      start of the load step until auto's route names 4 replicas.
-#   3. Memory: host memory (sum of the containers' cgroup usage) of 10 deployed functions when
+#   3. Memory: host memory (sum of the containers' cgroup usage) of the functions above when
 #      all are active, paused, and stopped.
 #
 # Run (from the repository root, after `cargo build --release --workspace`):
@@ -35,8 +35,20 @@ ECHO="$ROOT/tests/fixtures/echo"
 cleanup() { stop_platform --prune >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# A copy of the echo fixture whose function is named <name> (a deploy entry's name is its Rust
+# function's name).
+make_fn() { # make_fn <name> -> prints its package dir
+    local dir="$WORK/fns/$1"
+    if [[ ! -d "$dir" ]]; then
+        mkdir -p "$dir/src"
+        printf '[package]\nname = "%s"\nversion = "0.1.0"\nedition = "2024"\npublish = false\n\n[dependencies]\nfunction-base = { path = "%s/function-base" }\n' "$1" "$ROOT" >"$dir/Cargo.toml"
+        sed "s/pub async fn echo(/pub async fn $1(/" "$ECHO/src/lib.rs" >"$dir/src/lib.rs"
+    fi
+    echo "$dir"
+}
 entry() { # entry <name> <extra json fields>
-    printf '{"name":"%s","packageDir":"%s","filePath":"%s/src/lib.rs"%s}' "$1" "$ECHO" "$ECHO" "${2:+,$2}"
+    local dir; dir=$(make_fn "$1")
+    printf '{"name":"%s","packageDir":"%s","filePath":"%s/src/lib.rs"%s}' "$1" "$dir" "$dir" "${2:+,$2}"
 }
 
 { machine; echo; } | tee "$RESULT"
@@ -50,7 +62,7 @@ cat >"$WORK/deploy.json" <<EOF
   $(entry raw),
   $(entry napper '"scale":{"min":0,"max":1,"idlePause":"1s"}'),
   $(entry sleeper '"scale":{"min":0,"max":1,"idlePause":"1s","idleStop":"1s"}'),
-  $(entry auto '"cpus":"0.25","scale":{"min":1,"max":4,"targetInflight":2,"scaleInDelay":"5s"}'),
+  $(entry auto '"cpus":"0.25","scale":{"min":0,"max":4,"targetInflight":2,"scaleInDelay":"5s"}'),
   $(entry pinned '"cpus":"0.25","replicas":4')
 ] }
 EOF
@@ -92,16 +104,8 @@ awk -v a="$(median "${auto_rps[@]}")" -v p="$(median "${pinned_rps[@]}")" -v r="
     printf "median: auto %.0f req/s, pinned %.0f req/s, ratio %.2f (goal >= 0.8); load step -> 4 replicas routed: %s ms\n", a, p, a / p, r }' | tee -a "$RESULT"
 
 echo | tee -a "$RESULT"
-echo "== memory of 10 functions (sum of container cgroup memory usage)" | tee -a "$RESULT"
-"$CLI" stop raw napper sleeper auto pinned >/dev/null 2>&1 || true
-printf '{ "deploy": [' >"$WORK/ten.json"
-for i in $(seq 0 9); do
-    [[ $i -gt 0 ]] && printf ',' >>"$WORK/ten.json"
-    entry "ten$i" '"scale":{"min":0,"max":1,"idlePause":"10m","idleStop":"20m"}' >>"$WORK/ten.json"
-done
-printf '] }\n' >>"$WORK/ten.json"
-"$CLI" deploy "$WORK/ten.json" >>"$OUT_DIR/scale-deploy.log" 2>&1 || die "deploy of ten failed"
-mem() { # total MiB of the ten functions' containers
+echo "== memory of the bench's functions (sum of their containers' cgroup memory usage)" | tee -a "$RESULT"
+mem() { # total MiB of the instance's function containers
     local total=0 id usage
     for id in $(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function"); do
         usage=$(cat "/sys/fs/cgroup/memory/docker/$(docker inspect -f '{{.Id}}' "$id")/memory.usage_in_bytes" 2>/dev/null || echo 0)
@@ -109,12 +113,12 @@ mem() { # total MiB of the ten functions' containers
     done
     awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }'
 }
-for i in $(seq 0 9); do curl -s -o /dev/null "$GW/functions/ten$i/"; done
-echo "active:  $(mem) MiB" | tee -a "$RESULT"
-for i in $(seq 0 9); do
-    docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.function=ten$i" | xargs -r docker pause >/dev/null
-done
+FNS=(raw napper sleeper auto pinned)
+count=$(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" | wc -l)
+for f in "${FNS[@]}"; do curl -s -o /dev/null "$GW/functions/$f/"; done
+echo "active:  $(mem) MiB ($count containers of ${#FNS[@]} functions)" | tee -a "$RESULT"
+docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" --filter status=running | xargs -r docker pause >/dev/null
 echo "paused:  $(mem) MiB (a paused container keeps its memory)" | tee -a "$RESULT"
-for i in $(seq 0 9); do curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -d '{"replicas":0}' "$GW/system/scale-function/ten$i"; done
+docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" --filter status=paused | xargs -r docker unpause >/dev/null
+for f in "${FNS[@]}"; do curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"replicas":0}' "$GW/system/scale-function/$f"; done
 echo "stopped: $(mem) MiB" | tee -a "$RESULT"
-echo "host MemAvailable: $(awk '/MemAvailable/{print int($2/1024)}' /proc/meminfo) MiB" | tee -a "$RESULT"
