@@ -14,8 +14,9 @@
 #      (4 replicas, cpus 0.25), each under `wrk -c8 -d20s` on /spin?ms=20 (CPU-bound per replica),
 #      alternating ROUNDS (2) times: throughput of auto / pinned (goal >= 0.8) and the time from the
 #      start of the load step until auto's route names 4 replicas.
-#   3. Memory: host memory (sum of the containers' cgroup usage) of the functions above when
-#      all are active, paused, and stopped.
+#   3. Memory: 10 functions (mem0..mem9, one package, scale min 0, idlePause 20s) on the host
+#      (sum of their containers' cgroup memory: usage and its RSS part) when all have just
+#      answered a call, once the scaler has paused them all, and after `scale <f> 0` stopped them.
 #
 # Run (from the repository root, after `cargo build --release --workspace`):
 #   bench/scale.sh
@@ -56,14 +57,28 @@ log "starting the platform ($RFAAS_INSTANCE on $PORT)"
 start_platform
 TOKEN=$(cat "$XDG_CONFIG_HOME/rfaas/token-$RFAAS_INSTANCE")
 
-log "deploying raw, napper, sleeper, auto, pinned"
+MEM_FNS=(mem0 mem1 mem2 mem3 mem4 mem5 mem6 mem7 mem8 mem9)
+# One package holding the ten memory functions (each an echo): one crate compile for all ten.
+memdir="$WORK/fns/memfns"
+mkdir -p "$memdir/src"
+printf '[package]\nname = "memfns"\nversion = "0.1.0"\nedition = "2024"\npublish = false\n\n[dependencies]\nfunction-base = { path = "%s/function-base" }\n' "$ROOT" >"$memdir/Cargo.toml"
+cp "$ECHO/src/lib.rs" "$memdir/src/lib.rs"
+for f in "${MEM_FNS[@]}"; do
+    printf '\npub async fn %s(req: Request) -> Response {\n    echo(req).await\n}\n' "$f" >>"$memdir/src/lib.rs"
+done
+mem_entries=""
+for f in "${MEM_FNS[@]}"; do
+    mem_entries+=$(printf ',\n  {"name":"%s","packageDir":"%s","filePath":"%s/src/lib.rs","scale":{"min":0,"max":1,"idlePause":"20s"}}' "$f" "$memdir" "$memdir")
+done
+
+log "deploying raw, napper, sleeper, auto, pinned, ${MEM_FNS[*]}"
 cat >"$WORK/deploy.json" <<EOF
 { "deploy": [
   $(entry raw),
   $(entry napper '"scale":{"min":0,"max":1,"idlePause":"1s"}'),
   $(entry sleeper '"scale":{"min":0,"max":1,"idlePause":"1s","idleStop":"1s"}'),
   $(entry auto '"cpus":"0.25","scale":{"min":0,"max":4,"targetInflight":2,"scaleInDelay":"5s"}'),
-  $(entry pinned '"cpus":"0.25","replicas":4')
+  $(entry pinned '"cpus":"0.25","replicas":4')$mem_entries
 ] }
 EOF
 "$CLI" deploy "$WORK/deploy.json" >"$OUT_DIR/scale-deploy.log" 2>&1 || { cat "$OUT_DIR/scale-deploy.log" >&2; die "deploy failed"; }
@@ -104,21 +119,27 @@ awk -v a="$(median "${auto_rps[@]}")" -v p="$(median "${pinned_rps[@]}")" -v r="
     printf "median: auto %.0f req/s, pinned %.0f req/s, ratio %.2f (goal >= 0.8); load step -> 4 replicas routed: %s ms\n", a, p, a / p, r }' | tee -a "$RESULT"
 
 echo | tee -a "$RESULT"
-echo "== memory of the bench's functions (sum of their containers' cgroup memory usage)" | tee -a "$RESULT"
-mem() { # total MiB of the instance's function containers
-    local total=0 id usage
-    for id in $(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function"); do
-        usage=$(cat "/sys/fs/cgroup/memory/docker/$(docker inspect -f '{{.Id}}' "$id")/memory.usage_in_bytes" 2>/dev/null || echo 0)
-        total=$(( total + usage ))
+echo "== memory of 10 functions (sum of their containers' cgroup memory: usage, of which RSS)" | tee -a "$RESULT"
+mem() { # usage and RSS (MiB) of the mem* functions' containers
+    local usage=0 rss=0 id full u r
+    for f in "${MEM_FNS[@]}"; do
+        for id in $(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.function=$f"); do
+            full=$(docker inspect -f '{{.Id}}' "$id")
+            u=$(cat "/sys/fs/cgroup/memory/docker/$full/memory.usage_in_bytes" 2>/dev/null || echo 0)
+            r=$(awk '$1 == "total_rss" {print $2}' "/sys/fs/cgroup/memory/docker/$full/memory.stat" 2>/dev/null || echo 0)
+            usage=$(( usage + u )); rss=$(( rss + ${r:-0} ))
+        done
     done
-    awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }'
+    awk -v u="$usage" -v r="$rss" 'BEGIN { printf "%.1f MiB (RSS %.1f MiB)", u / 1048576, r / 1048576 }'
 }
-FNS=(raw napper sleeper auto pinned)
-count=$(docker ps -aq --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" | wc -l)
-for f in "${FNS[@]}"; do curl -s -o /dev/null "$GW/functions/$f/"; done
-echo "active:  $(mem) MiB ($count containers of ${#FNS[@]} functions)" | tee -a "$RESULT"
-docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" --filter status=running | xargs -r docker pause >/dev/null
-echo "paused:  $(mem) MiB (a paused container keeps its memory)" | tee -a "$RESULT"
-docker ps -q --filter "label=io.rfaas.instance=$RFAAS_INSTANCE" --filter "label=io.rfaas.role=function" --filter status=paused | xargs -r docker unpause >/dev/null
-for f in "${FNS[@]}"; do curl -s -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"replicas":0}' "$GW/system/scale-function/$f"; done
-echo "stopped: $(mem) MiB" | tee -a "$RESULT"
+powers() { # the mem* functions' power states, counted
+    for f in "${MEM_FNS[@]}"; do
+        curl -s -H "Authorization: Bearer $TOKEN" "$GW/system/functions/$f" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("power","running"))'
+    done | sort | uniq -c | tr -s ' ' | tr '\n' ' '
+}
+for f in "${MEM_FNS[@]}"; do curl -s -o /dev/null "$GW/functions/$f/"; done
+echo "active:  $(mem)  [$(powers)]" | tee -a "$RESULT"
+for _ in $(seq 90); do [[ "$(powers)" == " 10 paused " ]] && break; sleep 1; done
+echo "paused:  $(mem)  [$(powers)] (the scaler paused them after idlePause; a paused container keeps its memory)" | tee -a "$RESULT"
+for f in "${MEM_FNS[@]}"; do "$CLI" scale "$f" 0 >/dev/null; done
+echo "stopped: $(mem)  [$(powers)] (proxyCli scale <f> 0)" | tee -a "$RESULT"

@@ -148,7 +148,7 @@ fn run(app: Result<App, RuntimeError>) -> ExitCode {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| RuntimeError::Bind { addr, source })?;
-            serve(listener, app, shutdown_signal()).await
+            serve(listener, app, rfa_io::shutdown::signal()).await
         })
     });
     let code = match result {
@@ -371,32 +371,6 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "the function panicked while handling the request",
     ))
     .into_response()
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = interrupt => info!("got SIGINT"),
-        () = terminate => info!("got SIGTERM"),
-    }
 }
 
 #[cfg(test)]

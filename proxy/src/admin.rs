@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 use rfa_wire::route::FunctionRoute;
 
-use crate::{ProxyError, SharedState};
+use crate::{ProxyError, SharedState, auth};
 
 /// Longest a put that pauses or stops a function waits for the calls already forwarded to it.
 const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.token.check(&headers) {
+    if let Err(e) = auth::check(&state.token, &headers) {
         return e.into_response();
     }
     let mut routes = state.routes.all();
@@ -34,7 +34,7 @@ pub async fn get_one(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<FunctionRoute>, ProxyError> {
-    state.token.check(&headers)?;
+    auth::check(&state.token, &headers)?;
     let mut route = state
         .routes
         .get(&name)
@@ -49,7 +49,7 @@ pub async fn put(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ProxyError> {
-    state.token.check(&headers)?;
+    auth::check(&state.token, &headers)?;
     if !is_valid_function_name(&name) {
         return Err(ProxyError::BadRequest(format!(
             "'{name}' is not a valid function name: {FUNCTION_NAME_RULE}"
@@ -97,7 +97,7 @@ pub async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ProxyError> {
-    state.token.check(&headers)?;
+    auth::check(&state.token, &headers)?;
     if state.routes.remove(&name)? {
         state.metrics.set_service_counts(&state.routes.all());
         tracing::info!(function = %name, "route removed");

@@ -148,7 +148,7 @@ pub fn scaler_url(value: &str) -> Result<String, ConfigError> {
 }
 
 /// The token in `path`, trimmed; an empty file is an error.
-pub fn read_token(path: &Path) -> Result<String, ConfigError> {
+fn read_token(path: &Path) -> Result<String, ConfigError> {
     rfa_io::env::read_secret_file(path).map_err(|e| ConfigError::TokenFile {
         path: e.path,
         reason: e.reason,

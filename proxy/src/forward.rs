@@ -23,7 +23,7 @@ use rfa_wire::route::FunctionKind;
 use crate::load::InFlight;
 use crate::routes::Picked;
 use crate::target::{check_rest, finish, server_span, split_target, strip_hop_by_hop};
-use crate::{ProxyError, SharedState, async_calls};
+use crate::{ProxyError, SharedState, async_calls, auth};
 
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
 
@@ -275,7 +275,7 @@ fn misdirected(response: Response, name: &str) -> Result<Response, ProxyError> {
 
 /// `ANY /store/<path>`: the store API, token required.
 pub async fn store(State(state): State<SharedState>, req: Request) -> Response {
-    if let Err(e) = state.token.check(req.headers()) {
+    if let Err(e) = auth::check(&state.token, req.headers()) {
         return e.into_response();
     }
     let rest = req

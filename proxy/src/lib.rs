@@ -31,6 +31,8 @@ pub mod target;
 pub mod wake;
 
 use std::future::Future;
+
+use anyhow::Context as _;
 use std::sync::Arc;
 
 use axum::Router;
@@ -106,7 +108,10 @@ pub async fn run(
         metrics,
         nats,
     });
-    reload_token_on_sighup(state.clone())?;
+    state
+        .token
+        .reload_on_sighup()
+        .context("cannot listen for SIGHUP")?;
     tracing::info!(
         addr = %listener.local_addr()?,
         max_connections = state.config.limits.max_connections,
@@ -120,21 +125,5 @@ pub async fn run(
     };
     let limits = state.config.limits.clone();
     server::serve(listener, router(state), limits, connections, shutdown).await;
-    Ok(())
-}
-
-/// Re-reads the token file on every `SIGHUP`; a bad file is logged and the old token kept.
-fn reload_token_on_sighup(state: SharedState) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            match state.token.reload() {
-                Ok(true) => tracing::info!("admin token replaced from its file"),
-                Ok(false) => tracing::info!("SIGHUP: the admin token is unchanged"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current admin token"),
-            }
-        }
-    });
     Ok(())
 }

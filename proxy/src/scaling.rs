@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rfa_wire::scale::{FunctionLoad, MAX_REPLICAS, ScaleRequest};
 
 use crate::scaler::{self, CallError};
-use crate::{ProxyError, SharedState};
+use crate::{ProxyError, SharedState, auth};
 
 /// Longest `/system/load` waits for JetStream's queue counts; past it they read 0.
 const QUEUE_STATS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,7 +30,7 @@ pub async fn load(
     State(state): State<SharedState>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<FunctionLoad>>, ProxyError> {
-    state.token.check(&headers)?;
+    auth::check(&state.token, &headers)?;
     let functions = state.routes.all_live();
     let stats = futures_util::future::join_all(
         functions
@@ -60,7 +60,7 @@ pub async fn scale_function(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ProxyError> {
-    state.token.check(&headers)?;
+    auth::check(&state.token, &headers)?;
     let route = state
         .routes
         .get(&name)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rfa_wire::route::FunctionRoute;
 use rfa_wire::scale::FunctionLoad;
 
-use crate::token::Token;
+use rfa_io::Token;
 
 /// A conversation with the gateway that did not work.
 #[derive(Debug, thiserror::Error)]

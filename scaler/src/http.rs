@@ -15,7 +15,7 @@ use rfa_wire::scale::ScaleRequest;
 
 use crate::act::{ActError, Actor};
 use crate::policy::Reason;
-use crate::token::Token;
+use rfa_io::Token;
 
 pub struct Api<E> {
     pub actor: Arc<Actor<E>>,

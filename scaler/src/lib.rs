@@ -18,10 +18,11 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod policy;
-pub mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
+
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ pub async fn run(
     let instance = rfa_engine::Instance::new(Some(config.instance.clone()))?;
     let docker = rfa_engine::Engine::connect().await?;
     let engine = rfa_engine::Bridge::new(docker, instance.clone(), rfa_engine::Reach::Alias)?;
-    let token = token::Token::new(&config.token, config.token_file.clone());
+    let token = rfa_io::Token::new(&config.token, config.token_file.clone());
     let gateway = gateway::Gateway::new(config.gateway_url.clone(), token.clone())?;
     let actor = Arc::new(Actor::new(
         engine,
@@ -73,7 +74,9 @@ pub async fn run(
         instance,
         config.platform_env.clone(),
     ));
-    reload_token_on_sighup(token.clone())?;
+    token
+        .reload_on_sighup()
+        .context("cannot listen for SIGHUP")?;
     tracing::info!(
         addr = %listener.local_addr()?,
         instance = %config.instance,
@@ -155,20 +158,4 @@ async fn watch<E: FunctionEngine + 'static>(actor: Arc<Actor<E>>) {
             });
         }
     }
-}
-
-/// Re-reads the token file on every `SIGHUP`; a bad file is logged and the old token kept.
-fn reload_token_on_sighup(token: token::Token) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            match token.reload() {
-                Ok(true) => tracing::info!("admin token replaced from its file"),
-                Ok(false) => tracing::info!("SIGHUP: the admin token is unchanged"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current admin token"),
-            }
-        }
-    });
-    Ok(())
 }

@@ -13,24 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let result = rfa_scaler::run(listener, config, shutdown_signal()).await;
+    let result = rfa_scaler::run(listener, config, rfa_io::shutdown::signal()).await;
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
-    tracing::info!("shutting down");
 }

@@ -11,11 +11,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use rfa_engine::{EngineError, FunctionEngine, FunctionTemplate, Instance, Replica, ReplicaState};
+use rfa_io::Token;
 use rfa_scaler::act::Actor;
 use rfa_scaler::gateway::Gateway;
 use rfa_scaler::http::Api;
 use rfa_scaler::metrics::Metrics;
-use rfa_scaler::token::Token;
 use rfa_wire::route::{FunctionKind, FunctionRoute, Power, RunSpec};
 
 const TOKEN: &str = "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken";

@@ -14,7 +14,6 @@ use anyhow::Context;
 use rfa_io::env::{Env, EnvError};
 use rfa_wire::{STORE_PORT, env};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// mimalloc rather than glibc's malloc: a write allocates and frees across the tokio workers
 /// and the writer thread, where glibc's arenas cost ~17 µs of CPU per create (an A/B run:
@@ -34,14 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on port {port}"))?;
 
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-    };
+    let shutdown = rfa_io::shutdown::signal();
 
     let result = rfa_store::run(listener, config, shutdown)
         .await
