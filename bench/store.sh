@@ -33,6 +33,7 @@
 # event p50 <= 5 ms, p99 <= 25 ms; disk and RSS per 100k documents are reported (no goal).
 #
 # Run (from the repository root, after `cargo build --release --workspace`):
+#   STORE_BIN=<another rfa-store> bench/store.sh   # the same bench of another build (A/B)
 #   bench/store.sh          # ROUNDS=3 DURATION=10 CONNS=32 RATE=200 IDLE=10 (~5 min)
 # Needs: wrk, postgresql (pgbench), nats-server (apt-get installs them when missing), python3 with
 # nats-py and aiohttp (pip installs them when missing). Run as root (or with sudo): the cluster
@@ -60,7 +61,8 @@ RAW="$OUT_DIR/store-raw.txt"
 DOC='{"name":"Ada Lovelace","email":"ada@example.com","age":36,"active":true,"tags":["math","engines"],"score":12.5}'
 export DOC
 
-[[ -x "$ROOT/target/release/rfa-store" ]] || die "$ROOT/target/release/rfa-store is missing: run 'cargo build --release --workspace' in $ROOT first"
+STORE_BIN="${STORE_BIN:-$ROOT/target/release/rfa-store}"
+[[ -x "$STORE_BIN" ]] || die "$STORE_BIN is missing: run 'cargo build --release --workspace' in $ROOT first"
 [[ $(id -u) -eq 0 ]] || command -v sudo >/dev/null || die "run as root (the PostgreSQL cluster runs as user postgres)"
 SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 ensure_tool wrk wrk
@@ -89,12 +91,12 @@ for p in "$SPORT" "$NPORT" "$NMON"; do
     ! ss -ltn "sport = :$p" | grep -q LISTEN || die "port $p is in use (set BENCH_STORE_PORT / BENCH_NATS_PORT / BENCH_NATS_MON)"
 done
 $SUDO rm -rf "$W"; mkdir -p "$W/store-data" "$W/js"
-cp "$ROOT/target/release/rfa-store" "$W/rfa-store"
+cp "$STORE_BIN" "$W/rfa-store"
 : >"$RAW"
 
 {
     echo "== document store benchmark (issue #5)"; machine
-    echo "store:   rfa-store host process, binary $(stat -c '%y' "$ROOT/target/release/rfa-store" | cut -d. -f1) sha256 $(sha256sum "$W/rfa-store" | cut -c1-12)"
+    echo "store:   rfa-store host process, binary $STORE_BIN of $(stat -c '%y' "$STORE_BIN" | cut -d. -f1) sha256 $(sha256sum "$W/rfa-store" | cut -c1-12)"
     echo "peer:    $("$PGBIN/postgres" --version), fsync=on synchronous_commit=on; $("$NATS_SERVER" --version)"
 } | tee "$RESULT"
 
