@@ -20,6 +20,7 @@
 #
 # Run (from the repository root, after `cargo build --release --workspace`):
 #   bench/scale.sh
+#   PARTS=wake WAKES=50 bench/scale.sh     # only some parts (wake, scale, memory)
 # Results: stdout and ${BENCH_OUT_DIR:-/tmp/rfaas-bench}/scale.txt.
 set -euo pipefail
 export BENCH_INSTANCE="${BENCH_INSTANCE:-bench-scale}"
@@ -29,17 +30,21 @@ need_cli
 ensure_tool wrk wrk
 
 WAKES="${WAKES:-30}"
+PARTS="${PARTS:-wake scale memory}"   # which parts to run
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 ROUNDS="${ROUNDS:-2}"
 RESULT="$OUT_DIR/scale.txt"
 WORK=$(mktemp -d /tmp/bench-scale.XXXX)
 ECHO="$ROOT/tests/fixtures/echo"
+# The functions' packages outlive the run, so that the next run finds them built.
+FNS_DIR="${BENCH_FNS_DIR:-/tmp/rfaas-bench-fns}"
 cleanup() { stop_platform --prune >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 # A copy of the echo fixture whose function is named <name> (a deploy entry's name is its Rust
 # function's name).
 make_fn() { # make_fn <name> -> prints its package dir
-    local dir="$WORK/fns/$1"
+    local dir="$FNS_DIR/$1"
     if [[ ! -d "$dir" ]]; then
         mkdir -p "$dir/src"
         printf '[package]\nname = "%s"\nversion = "0.1.0"\nedition = "2024"\npublish = false\n\n[dependencies]\nfunction-base = { path = "%s/function-base" }\n' "$1" "$ROOT" >"$dir/Cargo.toml"
@@ -59,13 +64,15 @@ TOKEN=$(cat "$XDG_CONFIG_HOME/rfaas/token-$RFAAS_INSTANCE")
 
 MEM_FNS=(mem0 mem1 mem2 mem3 mem4 mem5 mem6 mem7 mem8 mem9)
 # One package holding the ten memory functions (each an echo): one crate compile for all ten.
-memdir="$WORK/fns/memfns"
-mkdir -p "$memdir/src"
-printf '[package]\nname = "memfns"\nversion = "0.1.0"\nedition = "2024"\npublish = false\n\n[dependencies]\nfunction-base = { path = "%s/function-base" }\n' "$ROOT" >"$memdir/Cargo.toml"
-cp "$ECHO/src/lib.rs" "$memdir/src/lib.rs"
-for f in "${MEM_FNS[@]}"; do
-    printf '\npub async fn %s(req: Request) -> Response {\n    echo(req).await\n}\n' "$f" >>"$memdir/src/lib.rs"
-done
+memdir="$FNS_DIR/memfns"
+if [[ ! -d "$memdir" ]]; then
+    mkdir -p "$memdir/src"
+    printf '[package]\nname = "memfns"\nversion = "0.1.0"\nedition = "2024"\npublish = false\n\n[dependencies]\nfunction-base = { path = "%s/function-base" }\n' "$ROOT" >"$memdir/Cargo.toml"
+    cp "$ECHO/src/lib.rs" "$memdir/src/lib.rs"
+    for f in "${MEM_FNS[@]}"; do
+        printf '\npub async fn %s(req: Request) -> Response {\n    echo(req).await\n}\n' "$f" >>"$memdir/src/lib.rs"
+    done
+fi
 mem_entries=""
 for f in "${MEM_FNS[@]}"; do
     mem_entries+=$(printf ',\n  {"name":"%s","packageDir":"%s","filePath":"%s/src/lib.rs","scale":{"min":0,"max":1,"idlePause":"20s"}}' "$f" "$memdir" "$memdir")
@@ -83,6 +90,7 @@ cat >"$WORK/deploy.json" <<EOF
 EOF
 "$CLI" deploy "$WORK/deploy.json" >"$OUT_DIR/scale-deploy.log" 2>&1 || { cat "$OUT_DIR/scale-deploy.log" >&2; die "deploy failed"; }
 
+if has wake; then
 echo "== wake latency ($WAKES wakes each; milliseconds)" | tee -a "$RESULT"
 for kind in raw-resume resume raw-cold cold; do
     case $kind in raw-*) fn=raw ;; resume) fn=napper ;; cold) fn=sleeper ;; esac
@@ -94,6 +102,9 @@ awk -v r="$(p50 resume)" -v w="$(p50 raw-resume)" -v c="$(p50 cold)" 'BEGIN {
     printf "resume p50 / raw unpause p50 = %.2f (goal <= 1.5; resume p50 goal <= 30 ms)\n", r / w
     printf "cold p50 = %.1f ms (goal <= 450 ms)\n", c }' | tee -a "$RESULT"
 
+fi
+
+if has scale; then
 echo | tee -a "$RESULT"
 echo "== scale-out: auto (1..4) vs pinned (4), wrk -c8 -d20s /spin?ms=20, $ROUNDS rounds" | tee -a "$RESULT"
 routed() { curl -s -H "Authorization: Bearer $TOKEN" "$GW/system/functions/auto" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["upstreams"]))'; }
@@ -118,6 +129,9 @@ done
 awk -v a="$(median "${auto_rps[@]}")" -v p="$(median "${pinned_rps[@]}")" -v r="$(median "${reactions[@]}")" 'BEGIN {
     printf "median: auto %.0f req/s, pinned %.0f req/s, ratio %.2f (goal >= 0.8); load step -> 4 replicas routed: %s ms\n", a, p, a / p, r }' | tee -a "$RESULT"
 
+fi
+
+if has memory; then
 echo | tee -a "$RESULT"
 echo "== memory of 10 functions (sum of their containers' cgroup memory: usage, of which RSS)" | tee -a "$RESULT"
 mem() { # usage and RSS (MiB) of the mem* functions' containers
@@ -143,3 +157,4 @@ for _ in $(seq 90); do [[ "$(powers)" == " 10 paused " ]] && break; sleep 1; don
 echo "paused:  $(mem)  [$(powers)] (the scaler paused them after idlePause; a paused container keeps its memory)" | tee -a "$RESULT"
 for f in "${MEM_FNS[@]}"; do "$CLI" scale "$f" 0 >/dev/null; done
 echo "stopped: $(mem)  [$(powers)] (proxyCli scale <f> 0)" | tee -a "$RESULT"
+fi
