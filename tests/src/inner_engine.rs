@@ -348,12 +348,11 @@ impl InnerEngine {
                     ]),
                     CLI_TIMEOUT,
                 )?;
-                if state.starts_with("false") {
+                if let Some(code) = state.trim().strip_prefix("false ") {
                     bail!(
-                        "the inner engine {} exited (running, exit code: {}) before answering \
+                        "the inner engine {} exited with code {code} before answering \
                          GET /_ping; its logs:\n{}",
                         self.name,
-                        state.trim(),
                         self.logs(60)
                     );
                 }
@@ -421,7 +420,7 @@ pub fn or_skip<T>(test: &str, started: Result<T>) -> Option<T> {
             if std::env::var(ALLOW_NO_INNER_ENGINE).as_deref() == Ok("1") {
                 let line = "=".repeat(78);
                 let msg = format!(
-                    "\n{line}\nSKIPPED {test}: no inner Docker engine on this machine:\n{e:#}\n\
+                    "\n{line}\nSKIPPED: {test}: no inner Docker engine on this machine:\n{e:#}\n\
                      ({ALLOW_NO_INNER_ENGINE}=1 is set; without it this test fails)\n{line}\n"
                 );
                 let mut stderr = std::io::stderr().lock();

@@ -152,16 +152,19 @@ fn two_inner_engines_form_a_swarm_with_an_overlay() {
             "probe-net",
         ])
         .unwrap();
-    let mtu = manager
-        .docker(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{index .Options \"com.docker.network.driver.mtu\"}}",
-            "probe-net",
-        ])
-        .unwrap();
-    assert_eq!(mtu.trim(), "1350");
+    // The driver options show once the manager's allocator has handled the network.
+    wait_for(Duration::from_secs(10), "probe-net's MTU option", || {
+        let mtu = manager
+            .docker(&[
+                "network",
+                "inspect",
+                "--format",
+                "{{index .Options \"com.docker.network.driver.mtu\"}}",
+                "probe-net",
+            ])
+            .map_err(|e| format!("{e:#}"))?;
+        (mtu.trim() == "1350").then_some(()).ok_or(mtu)
+    });
 
     // dnsrr: this kernel has no IPVS, so no virtual IP; `tasks.probe` names each task.
     let t = Instant::now();
@@ -255,6 +258,16 @@ fn two_inner_engines_form_a_swarm_with_an_overlay() {
             (f.len() == 3 && f[2] == "65536").then_some(f[1])
         })
         .collect();
+    // The overlay's MTU option is the size of the VXLAN packets on the nodes' links: the
+    // container's interface on probe-net gets 50 bytes less (the VXLAN encapsulation).
+    let mtus: Vec<&str> = answers
+        .lines()
+        .filter_map(|l| l.strip_prefix("mtu "))
+        .collect();
+    assert!(
+        mtus.iter().any(|m| m.ends_with(" 1300")),
+        "an interface with MTU 1350 - 50 in the worker's container: {answers}"
+    );
     assert_eq!(
         nodes_answering,
         BTreeSet::from([manager.name(), worker.name()]),

@@ -6,8 +6,9 @@
 //!   and closes.
 //! - `inner-probe query <host> <port> <want>`: resolves every address of `<host>` (e.g.
 //!   `tasks.<service>`), asks each one, and prints `<ip> <answer> <filler bytes>` per address once
-//!   `<want>` different answers came back with their whole filler. Retries for 30 s (name
-//!   records spread between nodes by gossip), then prints what it got and exits 1.
+//!   `<want>` different answers came back with their whole filler, after one `mtu <interface>
+//!   <mtu>` line per network interface but `lo`. Retries for 30 s (name records spread between
+//!   nodes by gossip), then prints what it got and exits 1.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -98,6 +99,9 @@ fn query(host: &str, port: &str, want: &str) -> i32 {
             Err(e) => lines.push(format!("resolve {host}: {e}")),
         }
         if answers.len() >= want {
+            for (iface, mtu) in mtus() {
+                println!("mtu {iface} {mtu}");
+            }
             for l in &lines {
                 println!("{l}");
             }
@@ -112,4 +116,22 @@ fn query(host: &str, port: &str, want: &str) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Each network interface but `lo` with its MTU, from /sys/class/net.
+fn mtus() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
+        for entry in dir.flatten() {
+            let iface = entry.file_name().to_string_lossy().into_owned();
+            if iface == "lo" {
+                continue;
+            }
+            if let Ok(mtu) = std::fs::read_to_string(entry.path().join("mtu")) {
+                found.push((iface, mtu.trim().to_string()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
