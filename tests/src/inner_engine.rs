@@ -411,8 +411,8 @@ pub struct Node {
 }
 
 /// Turns a failure to start inner engines into a test failure (a panic that says why), or, with
-/// `RFAAS_ALLOW_NO_INNER_ENGINE=1`, into `None` and a `SKIPPED` line written straight to the
-/// process's stderr, past the test harness's output capture.
+/// `RFAAS_ALLOW_NO_INNER_ENGINE=1`, into `None` and a `SKIPPED:` line written straight to the
+/// process's stderr, past libtest's output capture (and to the terminal under nextest).
 pub fn or_skip<T>(test: &str, started: Result<T>) -> Option<T> {
     match started {
         Ok(v) => Some(v),
@@ -426,6 +426,13 @@ pub fn or_skip<T>(test: &str, started: Result<T>) -> Option<T> {
                 let mut stderr = std::io::stderr().lock();
                 let _ = stderr.write_all(msg.as_bytes());
                 let _ = stderr.flush();
+                // nextest captures the process's stderr and shows it for failures only: write
+                // to the terminal too when there is one (CI logs need `--success-output`).
+                if std::env::var_os("NEXTEST_RUN_ID").is_some()
+                    && let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty")
+                {
+                    let _ = tty.write_all(msg.as_bytes());
+                }
                 None
             } else {
                 panic!(
