@@ -454,11 +454,19 @@ pub fn image_from_binary(binary: &Path, repo: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("{} has no file name", binary.display()))?;
     let mut files = vec![binary.to_path_buf()];
     files.extend(libraries(binary)?);
+    // The tag: CRC and size of each file (`cksum`) with where it goes in the image, not where
+    // the binary was built. The hasher has fixed keys: the same files give the same tag.
     let mut sums = Command::new("cksum");
     sums.args(&files);
+    let sums = run(&mut sums, CLI_TIMEOUT)?;
     let mut hasher = DefaultHasher::new();
-    run(&mut sums, CLI_TIMEOUT)?.hash(&mut hasher);
     name.hash(&mut hasher);
+    for (line, file) in sums.lines().zip(&files) {
+        line.split_whitespace()
+            .take(2)
+            .for_each(|f| f.hash(&mut hasher));
+        file.hash(&mut hasher);
+    }
     let tag = format!("{repo}:{:016x}", hasher.finish());
     if image_exists(&tag) {
         return Ok(tag);
@@ -497,6 +505,7 @@ pub fn image_from_binary(binary: &Path, repo: &str) -> Result<String> {
         &tag,
     ]);
     pipe(&mut tar, &mut import, IMAGE_TIMEOUT).with_context(|| format!("building {tag}"))?;
+    remove_other_tags(repo, &tag);
     Ok(tag)
 }
 
@@ -637,24 +646,30 @@ fn build_image() -> Result<String> {
         "inner engine image {tag} built in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    // Older builds are no use any more; an image a container still runs stays.
-    let repo = format!("{IMAGE_REPO}:*");
-    if let Ok(tags) = run(
+    remove_other_tags(IMAGE_REPO, &tag);
+    Ok(tag)
+}
+
+/// Removes the images of `repo` but `keep`: older builds are no use any more. An image a
+/// container still runs stays (`docker image rm` refuses).
+fn remove_other_tags(repo: &str, keep: &str) {
+    let reference = format!("reference={repo}:*");
+    let Ok(tags) = run(
         host().args([
             "image",
             "ls",
             "--filter",
-            &format!("reference={repo}"),
+            &reference,
             "--format",
             "{{.Repository}}:{{.Tag}}",
         ]),
         CLI_TIMEOUT,
-    ) {
-        for old in tags.lines().filter(|t| *t != tag) {
-            let _ = run(host().args(["image", "rm", old]), CLI_TIMEOUT);
-        }
+    ) else {
+        return;
+    };
+    for old in tags.lines().filter(|t| *t != keep) {
+        let _ = run(host().args(["image", "rm", old]), CLI_TIMEOUT);
     }
-    Ok(tag)
 }
 
 /// The bridge network this process's engines share, and how many use it.
