@@ -2,6 +2,9 @@
 //! 127.0.0.1, a fake function upstream and a fake scaler as small axum servers, all on port 0.
 //! The fake scaler wakes a function as the real one does: it puts the route back with
 //! `power: running` through the gateway's admin API, then answers.
+//!
+//! Over 600 lines on purpose: the gateway's whole scaling contract (load, holding and waking,
+//! relayed scale requests, admin pauses) sharing one fake scaler and one fake upstream.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

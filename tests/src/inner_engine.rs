@@ -17,6 +17,9 @@
 //! A machine that cannot run a second engine makes [`InnerEngine::start`] return an error that
 //! says why; [`or_skip`] turns it into a test failure, or into a loud `SKIPPED` line when
 //! `RFAAS_ALLOW_NO_INNER_ENGINE=1` is set. Never a silent pass.
+//!
+//! Over 600 lines on purpose: the whole life of an inner engine (image, start, swarm, images,
+//! clean-up) in one place, so that no test reaches the host engine by mistake.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
