@@ -43,6 +43,7 @@
 //! async calls and store-event handlers from JetStream. [`store()`] is a client of the
 //! document store; [`http::get`] calls another function (or any `http://` URL).
 
+pub mod health;
 pub mod http;
 pub mod prelude;
 pub mod store;

@@ -95,11 +95,17 @@ impl App {
 /// This is what the generated `main` of an HTTP or async function calls. Returns when the
 /// process got SIGTERM/SIGINT and in-flight requests finished (exit code 0), or when the
 /// function could not start (non-zero, the reason is logged).
+///
+/// Started as `<binary> healthcheck`, it checks the function serving beside it instead
+/// ([`crate::health`]).
 pub fn run_http<H, T>(handler: H) -> ExitCode
 where
     H: Handler<T, ()>,
     T: 'static,
 {
+    if crate::health::requested() {
+        return crate::health::run();
+    }
     match Config::from_env() {
         Ok(config) => run(Ok(App::from_handler(handler, config))),
         Err(e) => run(Err(e.into())),
@@ -109,6 +115,9 @@ where
 /// Serves a mainProcess function: `setup` adds its routes (and event handlers) to a
 /// [`Service`]. Exit codes as for [`run_http`].
 pub fn run_main(setup: fn(&mut Service)) -> ExitCode {
+    if crate::health::requested() {
+        return crate::health::run();
+    }
     let app = Config::from_env()
         .map_err(RuntimeError::from)
         .and_then(|config| {

@@ -107,6 +107,27 @@ async fn serves_logs_json_and_exits_0_on_sigterm() {
     assert!(messages.contains(&"got SIGTERM"), "{out}");
 }
 
+/// `<binary> healthcheck` (what a Swarm HEALTHCHECK runs) passes while the function serves on
+/// `$RFAAS_PORT` and fails, saying why, once it is gone.
+#[tokio::test]
+async fn the_healthcheck_passes_while_the_function_serves() {
+    let port = free_port();
+    assert!(
+        function_base::health::check(port).is_err(),
+        "nothing serves yet"
+    );
+    let mut child = spawn_child(&port.to_string());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while function_base::health::check(port).is_err() {
+        assert!(Instant::now() < deadline, "the child never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("kill");
+    wait_exit(&mut child, Duration::from_secs(20));
+    let why = function_base::health::check(port).unwrap_err();
+    assert!(why.contains("cannot connect"), "{why}");
+}
+
 #[test]
 fn a_bad_environment_exits_non_zero() {
     let mut child = spawn_child("not-a-port");

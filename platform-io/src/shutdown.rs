@@ -1,7 +1,8 @@
 //! The one shutdown signal of the platform's processes: `SIGTERM` (what `docker stop` sends) or
 //! `SIGINT`.
 
-/// Resolves on the first `SIGTERM` or `SIGINT`, logging which. When the signals cannot be listened
+/// Resolves on the first `SIGTERM` or `SIGINT`, logging which (`got SIGTERM`, `got SIGINT`:
+/// the words the function runtime's logs have always used). When the signals cannot be listened
 /// for (no signal driver), it logs that and never resolves: the process then stops only by kill.
 pub async fn signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -11,8 +12,8 @@ pub async fn signal() {
     ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
+                _ = term.recv() => tracing::info!("got SIGTERM"),
+                _ = int.recv() => tracing::info!("got SIGINT"),
             }
         }
         (Err(e), _) | (_, Err(e)) => {

@@ -60,6 +60,8 @@ pub struct RouteTable {
     /// Upstreams (`host:port`) skipped until they answer their health check again, with the
     /// time each was ejected.
     ejected: Mutex<HashMap<String, Instant>>,
+    /// Held by each write of the file ([`RouteTable::writer`]).
+    writing: Mutex<()>,
 }
 
 impl RouteTable {
@@ -81,6 +83,7 @@ impl RouteTable {
             routes: RwLock::new(routes),
             next: AtomicUsize::new(0),
             ejected: Mutex::new(HashMap::new()),
+            writing: Mutex::new(()),
         })
     }
 
@@ -241,8 +244,26 @@ impl RouteTable {
             None => Entry::new(route),
         };
         let live = entry.live.clone();
+        let waking = power.is_running() && !live.power().is_running();
         next.insert(entry.route.name.clone(), entry);
-        self.persist(&next)?;
+        if waking {
+            // A sleeping function runs again: its held calls go out before the disk write, not
+            // after it. Safe: a gateway that restarts with the older record finds the function
+            // asleep and asks for a wake, which finds it running (whereas a function going to
+            // sleep is written down first, below, before its replicas are paused). Writes stay
+            // in the order of the changes: the writer's lock is taken before the table's is
+            // let go.
+            let snapshot = Self::snapshot(&next);
+            let writer = self.writer();
+            *routes = next;
+            drop(routes);
+            live.set_power(power);
+            self.persist(&snapshot)?;
+            drop(writer);
+            return Ok(created);
+        }
+        let _writer = self.writer();
+        self.persist(&Self::snapshot(&next))?;
         *routes = next;
         drop(routes);
         live.set_power(power);
@@ -257,7 +278,8 @@ impl RouteTable {
         }
         let mut next = routes.clone();
         let removed = next.remove(name);
-        self.persist(&next)?;
+        let _writer = self.writer();
+        self.persist(&Self::snapshot(&next))?;
         *routes = next;
         drop(routes);
         if let Some(entry) = removed {
@@ -266,11 +288,20 @@ impl RouteTable {
         Ok(true)
     }
 
-    fn persist(&self, routes: &BTreeMap<String, Entry>) -> Result<(), ProxyError> {
+    fn snapshot(routes: &BTreeMap<String, Entry>) -> Vec<FunctionRoute> {
+        routes.values().map(|e| e.route.clone()).collect()
+    }
+
+    /// The lock every disk write of the table holds, taken while the table's own write lock is
+    /// held: the file is written in the order the table changed.
+    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, list: &[FunctionRoute]) -> Result<(), ProxyError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
-        let list: Vec<&FunctionRoute> = routes.values().map(|e| &e.route).collect();
         let write = || -> std::io::Result<()> {
             let tmp = path.with_extension("json.tmp");
             let body = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
