@@ -283,6 +283,7 @@ async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::
             queue: None,
             run: Some(d.run.clone()),
             power: Default::default(),
+            discover: None,
         })
         .await
 }

@@ -203,10 +203,10 @@ impl FunctionEngine for Bridge {
         // serving where it stopped) needs no inspect first: one request decides.
         if self.reach == Reach::Alias {
             let url = format!("http://{}/healthz", replica.upstream);
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = self.client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
         }
         let mut polls = 0u32;

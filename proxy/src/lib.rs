@@ -18,6 +18,7 @@ pub mod admin;
 pub mod async_calls;
 pub mod auth;
 pub mod config;
+pub mod discover;
 pub mod error;
 pub mod forward;
 pub mod health;
@@ -108,6 +109,7 @@ pub async fn run(
         metrics,
         nats,
     });
+    discover::spawn(state.clone(), discover::SystemDns);
     state
         .token
         .reload_on_sighup()

@@ -385,6 +385,7 @@ mod tests {
             queue: None,
             run: None,
             power: Default::default(),
+            discover: None,
         }
     }
 

@@ -234,6 +234,16 @@ impl RouteTable {
                 ejected.remove(upstream);
             }
         }
+        let mut route = route;
+        if let Some(old) = routes.get(&route.name) {
+            // A route found by DNS keeps what its last lookup found until the next one.
+            if route.discover.is_some()
+                && route.discover == old.route.discover
+                && route.upstreams.is_empty()
+            {
+                route.upstreams = old.route.upstreams.clone();
+            }
+        }
         let power = route.power;
         let created = !routes.contains_key(&route.name);
         let entry = match next.remove(&route.name) {
@@ -268,6 +278,27 @@ impl RouteTable {
         drop(routes);
         live.set_power(power);
         Ok(created)
+    }
+
+    /// Gives the route of `function` the `upstreams` its `discover` name has now (in memory: the
+    /// file keeps the registered record). Returns whether they changed; `false` also when the
+    /// function is gone or is no longer discovered by that name.
+    pub fn set_discovered(&self, function: &str, discover: &str, upstreams: Vec<String>) -> bool {
+        let mut routes = self.write();
+        let Some(entry) = routes.get_mut(function) else {
+            return false;
+        };
+        if entry.route.discover.as_deref() != Some(discover) || entry.route.upstreams == upstreams {
+            return false;
+        }
+        {
+            let mut ejected = self.ejected();
+            for upstream in &upstreams {
+                ejected.remove(upstream);
+            }
+        }
+        entry.route.upstreams = upstreams;
+        true
     }
 
     /// Removes a route; returns whether it existed.
@@ -343,6 +374,7 @@ mod tests {
             queue: None,
             run: None,
             power: Default::default(),
+            discover: None,
         }
     }
 

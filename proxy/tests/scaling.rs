@@ -145,6 +145,7 @@ fn route(
             scale,
         }),
         power,
+        discover: None,
     }
 }
 

@@ -155,6 +155,7 @@ mod tests {
                 scale,
             }),
             power,
+            discover: None,
         }
     }
 

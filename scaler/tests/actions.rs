@@ -115,6 +115,7 @@ async fn fake_gateway() -> (String, Arc<Mutex<Vec<FunctionRoute>>>) {
             scale: None,
         }),
         power: Power::Paused,
+        discover: None,
     };
     let puts: Arc<Mutex<Vec<FunctionRoute>>> = Arc::default();
     let state = (Arc::new(Mutex::new(route)), puts.clone());

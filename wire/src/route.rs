@@ -56,6 +56,11 @@ pub struct FunctionRoute {
     /// Whether the replicas run, are paused or are stopped (scale to zero); the scaler sets it.
     #[serde(default, skip_serializing_if = "Power::is_running")]
     pub power: Power,
+    /// `<name>:<port>` whose addresses are the replicas (Docker Swarm: `tasks.<service>:6000`):
+    /// the gateway looks it up every 250 ms and uses the answer as `upstreams` (in memory; the
+    /// record keeps what was registered). Absent: `upstreams` as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discover: Option<String>,
 }
 
 /// Everything needed to run a function's replicas again from its image, without its sources:

@@ -294,6 +294,7 @@ mod tests {
                 scale,
             }),
             power,
+            discover: None,
         }
     }
 
