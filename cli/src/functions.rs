@@ -104,7 +104,7 @@ pub enum Outcome {
     Unchanged,
 }
 
-fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+pub fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     c.labels.as_ref()?.get(key).map(String::as_str)
 }
 
@@ -316,6 +316,12 @@ pub fn kind_of(c: &ContainerSummary) -> FunctionKind {
         Some("main") => FunctionKind::Main,
         _ => FunctionKind::Http,
     }
+}
+
+/// Whether `c` is one of the replicas `route` sends calls to (by its upstream label): a container
+/// left from another deployment (a roll-out not finished, a replica draining) is not.
+pub fn is_routed(route: &FunctionRoute, c: &ContainerSummary) -> bool {
+    label(c, LABEL_UPSTREAM).is_some_and(|u| route.upstreams.iter().any(|r| r == u))
 }
 
 /// Groups containers by function name.

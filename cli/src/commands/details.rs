@@ -148,8 +148,16 @@ fn row(
     gateway_url: &str,
     uptime_seconds: Option<u64>,
 ) -> Row {
-    let ready =
-        u32::try_from(replicas.iter().filter(|c| is_running(c)).count()).unwrap_or(u32::MAX);
+    // Ready: running and named by the route (taking calls). A container of another deployment
+    // (a blue/green switch under way, a replica draining) is not counted.
+    let ready = replicas
+        .iter()
+        .filter(|c| {
+            is_running(c)
+                && route.is_none_or(|r| r.discover.is_some() || functions::is_routed(r, c))
+        })
+        .count();
+    let ready = u32::try_from(ready).unwrap_or(u32::MAX);
     let desired = match route {
         Some(r) => r
             .run
@@ -264,9 +272,18 @@ mod tests {
     use rfa_wire::route::{FunctionKind, QueueStats, RunSpec};
     use serde_json::json;
 
-    /// A container as the engine lists it, in `state`.
+    /// A container as the engine lists it, in `state`, the replica the route calls `a:6000`.
     fn container(state: &str) -> ContainerSummary {
-        serde_json::from_value(json!({"State": state, "Image": "rfa-fn-echo:1"})).unwrap()
+        container_at(state, "a:6000")
+    }
+
+    fn container_at(state: &str, upstream: &str) -> ContainerSummary {
+        serde_json::from_value(json!({
+            "State": state,
+            "Image": "rfa-fn-echo:1",
+            "Labels": {crate::instance::LABEL_UPSTREAM: upstream},
+        }))
+        .unwrap()
     }
 
     const RUNNING: &str = "running";
@@ -344,7 +361,27 @@ mod tests {
         // Fixed replicas: no scale key; status from the ready count.
         let fixed = route(2, Power::Running, None);
         for (containers, ready, status) in [
-            (vec![container(RUNNING), container(RUNNING)], 2, "ready"),
+            (
+                vec![container(RUNNING), container_at(RUNNING, "b:6000")],
+                2,
+                "ready",
+            ),
+            // A roll-out under way: the new deployment's replica runs, the route does not name
+            // it yet. It is not counted.
+            (
+                vec![
+                    container(RUNNING),
+                    container_at(RUNNING, "b:6000"),
+                    container_at(RUNNING, "next:6000"),
+                ],
+                2,
+                "ready",
+            ),
+            (
+                vec![container(RUNNING), container_at(RUNNING, "next:6000")],
+                1,
+                "degraded",
+            ),
             (vec![container(RUNNING), container(EXITED)], 1, "degraded"),
             (vec![container(EXITED)], 0, "down"),
         ] {
