@@ -9,36 +9,20 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use rfa_proxy::Config;
 use rfa_wire::route::{FunctionKind, FunctionRoute};
 use tokio::net::TcpListener;
 
-const TOKEN: &str = "test-token";
+mod common;
+
+use common::{TOKEN, put_route as put};
 
 async fn gateway() -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = Config {
-        port: addr.port(),
-        token: TOKEN.to_string(),
-        token_file: None,
-        store_url: "http://127.0.0.1:9".to_string(),
-        nats_url: None,
-        data_dir: None,
-        max_body: 1 << 20,
-        max_async_body: 1 << 16,
-        upstream_timeout: Duration::from_secs(5),
-        limits: Default::default(),
-        scaler_url: None,
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        rfa_proxy::run(listener, config, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (format!("http://{addr}"), stop)
+    let port = listener.local_addr().unwrap().port();
+    common::start(
+        listener,
+        common::config(port, None, Duration::from_secs(5), None),
+    )
 }
 
 fn route(discover: &str) -> FunctionRoute {
@@ -53,17 +37,6 @@ fn route(discover: &str) -> FunctionRoute {
         power: Default::default(),
         discover: Some(discover.into()),
     }
-}
-
-async fn put(client: &reqwest::Client, gw: &str, route: &FunctionRoute) {
-    let r = client
-        .put(format!("{gw}/system/functions/{}", route.name))
-        .bearer_auth(TOKEN)
-        .json(route)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
 }
 
 /// The call's status and body, after the gateway answered 200 at least once within `limit`.

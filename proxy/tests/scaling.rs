@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-const TOKEN: &str = "test-token";
+mod common;
+
+use common::{TOKEN, put_route};
 
 async fn serve(listener: TcpListener, app: Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
@@ -90,33 +92,14 @@ async fn gateway(
 ) -> Gateway {
     let listener = listener().await;
     let addr = listener.local_addr().unwrap();
-    let config = Config {
-        port: addr.port(),
-        token: TOKEN.to_string(),
-        token_file: None,
-        store_url: "http://127.0.0.1:9".to_string(),
-        nats_url: None,
-        data_dir,
-        max_body: 1 << 20,
-        max_async_body: 1 << 16,
-        upstream_timeout,
-        limits: Default::default(),
-        scaler_url: scaler,
-    };
+    let config = common::config(addr.port(), scaler, upstream_timeout, data_dir);
     gateway_with(listener, config).await
 }
 
 async fn gateway_with(listener: TcpListener, config: Config) -> Gateway {
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        rfa_proxy::run(listener, config, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (url, stop) = common::start(listener, config);
     Gateway {
-        url: format!("http://{addr}"),
+        url,
         client: reqwest::Client::new(),
         _stop: stop,
     }
@@ -206,17 +189,6 @@ impl Gateway {
             .await
             .unwrap()
     }
-}
-
-async fn put_route(client: &reqwest::Client, gateway: &str, route: &FunctionRoute) {
-    let r = client
-        .put(format!("{gateway}/system/functions/{}", route.name))
-        .bearer_auth(TOKEN)
-        .json(route)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "put: {}", r.status());
 }
 
 /// The problem+json body of a 503, with its Retry-After.
