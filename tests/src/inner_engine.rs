@@ -81,6 +81,7 @@ impl InnerEngine {
         let container = format!("rfa-inner-{name}-{}-{n}", run_id());
         let created = format!("{CREATED_LABEL}={}", unix_now());
         let bip = bridge_ip(n);
+        let pool = address_pool(n);
         #[rustfmt::skip]
         let args = [
             "run", "-d", "--name", &container, "--hostname", &container,
@@ -94,6 +95,10 @@ impl InnerEngine {
             // includes the inner containers.
             "--cgroupns", "private",
             &image, "--bip", &bip,
+            // Networks the inner engine makes itself (docker_gwbridge when it joins a swarm,
+            // user bridges) come from here, not from 172.17.0.0/16 and the host's other
+            // default ranges.
+            "--default-address-pool", &pool,
         ];
         let container_id = match run(host().args(args), CLI_TIMEOUT) {
             Ok(id) => id.trim().to_string(),
@@ -563,11 +568,27 @@ fn run_id() -> &'static str {
 }
 
 /// A `/24` for the engine's default bridge (`--bip`), unique per engine of this process, in
-/// 100.64.0.0/10 (shared address space): outside Docker's default pools, so it cannot shadow
+/// 100.64.0.0/11 (shared address space): outside Docker's default pools, so it cannot shadow
 /// the harness's network or the host's bridges.
 fn bridge_ip(n: u32) -> String {
-    let block = (std::process::id().wrapping_mul(97).wrapping_add(n)) % (64 * 256);
+    let block = engine_slot(n) % (32 * 256);
     format!("100.{}.{}.1/24", 64 + block / 256, block % 256)
+}
+
+/// The inner engine's own address pool (`--default-address-pool`): a `/20` of 100.96.0.0/11
+/// cut into `/24`s, unique per engine of this process.
+fn address_pool(n: u32) -> String {
+    let chunk = engine_slot(n) % 512;
+    format!(
+        "base=100.{}.{}.0/20,size=24",
+        96 + chunk / 16,
+        (chunk % 16) * 16
+    )
+}
+
+/// A number unique per engine of this process, spread over processes by their id.
+fn engine_slot(n: u32) -> u32 {
+    std::process::id().wrapping_mul(97).wrapping_add(n)
 }
 
 fn unix_now() -> u64 {

@@ -229,6 +229,29 @@ fn two_inner_engines_form_a_swarm_with_an_overlay() {
         "one task on each node"
     );
     let running = t.elapsed();
+    // Running a task made each engine a docker_gwbridge; it comes from the engine's own pool in
+    // 100.96.0.0/11, not from the host's default ranges (172.17.0.0/16 is the host's docker0).
+    for engine in [&manager, &worker] {
+        let subnet = engine
+            .docker(&[
+                "network",
+                "inspect",
+                "docker_gwbridge",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            ])
+            .unwrap();
+        let octets: Vec<u32> = subnet
+            .trim()
+            .split(['.', '/'])
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        assert!(
+            octets.len() == 5 && octets[0] == 100 && (96..128).contains(&octets[1]),
+            "docker_gwbridge of {}: {subnet}",
+            engine.name()
+        );
+    }
 
     // A container on the worker reaches the manager's task over the overlay, by DNS.
     let t = Instant::now();
