@@ -104,7 +104,7 @@ pub enum Outcome {
     Unchanged,
 }
 
-pub fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
     c.labels.as_ref()?.get(key).map(String::as_str)
 }
 

@@ -199,16 +199,6 @@ impl FunctionEngine for Bridge {
         let network = self.instance.network();
         let deadline = Instant::now() + timeout;
         let mut last = "no answer".to_string();
-        // Reached by alias, a replica that already answers (one just resumed from a pause keeps
-        // serving where it stopped) needs no inspect first: one request decides.
-        if self.reach == Reach::Alias {
-            let url = format!("http://{}/healthz", replica.upstream);
-            if let Ok(r) = self.client.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-        }
         let mut polls = 0u32;
         while Instant::now() < deadline {
             let info = self.ours(replica).await?;

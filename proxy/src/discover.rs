@@ -83,16 +83,16 @@ pub async fn refresh<R: Resolve>(routes: &RouteTable, dns: &R, failures: &mut Fa
 }
 
 /// Refreshes every [`INTERVAL`] until the gateway stops (the task ends with the runtime).
-pub fn spawn<R: Resolve>(routes: std::sync::Arc<crate::AppState>, dns: R) {
+pub fn spawn<R: Resolve>(state: crate::SharedState, dns: R) {
     tokio::spawn(async move {
         let mut failures = Failures::default();
         let mut tick = tokio::time::interval(INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let changed = refresh(&routes.routes, &dns, &mut failures).await;
+            let changed = refresh(&state.routes, &dns, &mut failures).await;
             if changed > 0 {
-                routes.metrics.set_service_counts(&routes.routes.all());
+                state.metrics.set_service_counts(&state.routes.all());
             }
         }
     });

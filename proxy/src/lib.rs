@@ -32,10 +32,9 @@ pub mod target;
 pub mod wake;
 
 use std::future::Future;
-
-use anyhow::Context as _;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::routing::{any, get};
 use tokio::net::TcpListener;

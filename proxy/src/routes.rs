@@ -60,8 +60,6 @@ pub struct RouteTable {
     /// Upstreams (`host:port`) skipped until they answer their health check again, with the
     /// time each was ejected.
     ejected: Mutex<HashMap<String, Instant>>,
-    /// Held by each write of the file ([`RouteTable::writer`]).
-    writing: Mutex<()>,
 }
 
 impl RouteTable {
@@ -83,7 +81,6 @@ impl RouteTable {
             routes: RwLock::new(routes),
             next: AtomicUsize::new(0),
             ejected: Mutex::new(HashMap::new()),
-            writing: Mutex::new(()),
         })
     }
 
@@ -224,7 +221,7 @@ impl RouteTable {
 
     /// Adds or replaces a route; returns whether it is new. Persisted before it takes effect;
     /// then calls held for the function see its new power.
-    pub fn put(&self, route: FunctionRoute) -> Result<bool, ProxyError> {
+    pub fn put(&self, mut route: FunctionRoute) -> Result<bool, ProxyError> {
         let mut routes = self.write();
         let mut next = routes.clone();
         {
@@ -234,7 +231,6 @@ impl RouteTable {
                 ejected.remove(upstream);
             }
         }
-        let mut route = route;
         if let Some(old) = routes.get(&route.name) {
             // A route found by DNS keeps what its last lookup found until the next one.
             if route.discover.is_some()
@@ -254,26 +250,8 @@ impl RouteTable {
             None => Entry::new(route),
         };
         let live = entry.live.clone();
-        let waking = power.is_running() && !live.power().is_running();
         next.insert(entry.route.name.clone(), entry);
-        if waking {
-            // A sleeping function runs again: its held calls go out before the disk write, not
-            // after it. Safe: a gateway that restarts with the older record finds the function
-            // asleep and asks for a wake, which finds it running (whereas a function going to
-            // sleep is written down first, below, before its replicas are paused). Writes stay
-            // in the order of the changes: the writer's lock is taken before the table's is
-            // let go.
-            let snapshot = Self::snapshot(&next);
-            let writer = self.writer();
-            *routes = next;
-            drop(routes);
-            live.set_power(power);
-            self.persist(&snapshot)?;
-            drop(writer);
-            return Ok(created);
-        }
-        let _writer = self.writer();
-        self.persist(&Self::snapshot(&next))?;
+        self.persist(&next)?;
         *routes = next;
         drop(routes);
         live.set_power(power);
@@ -309,8 +287,7 @@ impl RouteTable {
         }
         let mut next = routes.clone();
         let removed = next.remove(name);
-        let _writer = self.writer();
-        self.persist(&Self::snapshot(&next))?;
+        self.persist(&next)?;
         *routes = next;
         drop(routes);
         if let Some(entry) = removed {
@@ -319,20 +296,11 @@ impl RouteTable {
         Ok(true)
     }
 
-    fn snapshot(routes: &BTreeMap<String, Entry>) -> Vec<FunctionRoute> {
-        routes.values().map(|e| e.route.clone()).collect()
-    }
-
-    /// The lock every disk write of the table holds, taken while the table's own write lock is
-    /// held: the file is written in the order the table changed.
-    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.writing.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn persist(&self, list: &[FunctionRoute]) -> Result<(), ProxyError> {
+    fn persist(&self, routes: &BTreeMap<String, Entry>) -> Result<(), ProxyError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
+        let list: Vec<&FunctionRoute> = routes.values().map(|e| &e.route).collect();
         let write = || -> std::io::Result<()> {
             let tmp = path.with_extension("json.tmp");
             let body = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;

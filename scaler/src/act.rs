@@ -62,10 +62,6 @@ pub struct Actor<E> {
     /// What every function container gets from the platform (NATS, store, OTLP).
     pub platform_env: Vec<String>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// The replicas this scaler paused or stopped, by function: a wake acts on them without
-    /// listing the engine's containers first (each is still inspected and checked before it is
-    /// touched). Used only while they are the ones the route names.
-    asleep: Mutex<HashMap<String, Vec<Replica>>>,
 }
 
 type Guard = tokio::sync::OwnedMutexGuard<()>;
@@ -85,7 +81,6 @@ impl<E: FunctionEngine> Actor<E> {
             instance,
             platform_env,
             locks: Mutex::new(HashMap::new()),
-            asleep: Mutex::new(HashMap::new()),
         }
     }
 
@@ -124,33 +119,6 @@ impl<E: FunctionEngine> Actor<E> {
             .collect())
     }
 
-    /// Remembers the replicas a pause or stop left asleep, in `state`.
-    fn put_asleep(&self, name: &str, replicas: &[Replica], state: ReplicaState) {
-        let kept = replicas
-            .iter()
-            .map(|r| Replica {
-                state: state.clone(),
-                ..r.clone()
-            })
-            .collect();
-        self.asleep
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), kept);
-    }
-
-    /// The replicas kept by [`Actor::put_asleep`], when they are exactly the ones `route` names.
-    fn take_asleep(&self, route: &FunctionRoute) -> Option<Vec<Replica>> {
-        let kept = self
-            .asleep
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&route.name)?;
-        let same = kept.len() == route.upstreams.len()
-            && kept.iter().all(|r| route.upstreams.contains(&r.upstream));
-        same.then_some(kept)
-    }
-
     fn template(
         &self,
         route: &FunctionRoute,
@@ -174,27 +142,6 @@ impl<E: FunctionEngine> Actor<E> {
     /// `/healthz` and the gateway knows.
     pub async fn wake(&self, name: &str) -> Result<WakeReport, ActError> {
         let _guard = self.lock(name).await;
-        let kept = self
-            .asleep
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        if let Some(kept) = kept {
-            // The replicas this scaler put to sleep: wake them while the gateway's route is
-            // read, then check that the route still names exactly them (a deploy may have
-            // replaced them meanwhile) before telling the gateway they run.
-            let started = Instant::now();
-            let (route, woken) =
-                futures_util::join!(self.route(name), self.wake_replicas(name, &kept));
-            let route = route?;
-            let same = kept.len() == route.upstreams.len()
-                && kept.iter().all(|r| route.upstreams.contains(&r.upstream));
-            if woken.is_ok() && same && route.power != Power::Running {
-                let was = route.power;
-                return self.woke(route, was, started).await;
-            }
-            return self.wake_locked(route).await;
-        }
         let route = self.route(name).await?;
         self.wake_locked(route).await
     }
@@ -205,13 +152,6 @@ impl<E: FunctionEngine> Actor<E> {
             return Ok(WakeReport { was, millis: 0 });
         }
         let started = Instant::now();
-        if let Some(kept) = self.take_asleep(&route) {
-            // The replicas this scaler put to sleep. Anything changed behind its back (removed,
-            // restarted) makes it fail, and the engine's own list decides.
-            if self.wake_replicas(&route.name, &kept).await.is_ok() {
-                return self.woke(route, was, started).await;
-            }
-        }
         let mut replicas = self.routed(&route).await?;
         if replicas.is_empty() {
             // Removed behind rfaas's back (or never kept): run them anew from the record.
@@ -219,42 +159,30 @@ impl<E: FunctionEngine> Actor<E> {
             let n = route.run.as_ref().map_or(1, |r| r.replicas.max(1));
             replicas = self.create(&template, &route, n as usize).await?;
             route.upstreams = replicas.iter().map(|r| r.upstream.clone()).collect();
-        } else if let Err(e) = self.wake_replicas(&route.name, &replicas).await {
-            self.metrics.failure(&route.name, "wake");
-            return Err(e);
-        }
-        self.woke(route, was, started).await
-    }
-
-    /// Resumes or starts each replica, then waits until each answers `/healthz`.
-    async fn wake_replicas(&self, name: &str, replicas: &[Replica]) -> Result<(), ActError> {
-        let wakes = replicas.iter().map(|r| async move {
-            match r.state {
-                ReplicaState::Paused => self.engine.resume(r).await,
-                ReplicaState::Running => Ok(()),
-                _ => self.engine.start(r).await,
+        } else {
+            let wakes = replicas.iter().map(|r| async move {
+                match r.state {
+                    ReplicaState::Paused => self.engine.resume(r).await,
+                    ReplicaState::Running => Ok(()),
+                    _ => self.engine.start(r).await,
+                }
+            });
+            for result in futures_util::future::join_all(wakes).await {
+                if let Err(e) = result {
+                    self.metrics.failure(&route.name, "wake");
+                    return Err(e.into());
+                }
             }
-        });
-        for result in futures_util::future::join_all(wakes).await {
-            result?;
+            let healthy = replicas
+                .iter()
+                .map(|r| self.engine.wait_healthy(r, HEALTH_TIMEOUT));
+            for result in futures_util::future::join_all(healthy).await {
+                if let Err(e) = result {
+                    self.metrics.failure(&route.name, "wake");
+                    return Err(e.into());
+                }
+            }
         }
-        let healthy = replicas
-            .iter()
-            .map(|r| self.engine.wait_healthy(r, HEALTH_TIMEOUT));
-        for result in futures_util::future::join_all(healthy).await {
-            result?;
-        }
-        tracing::debug!(function = %name, replicas = replicas.len(), "replicas awake");
-        Ok(())
-    }
-
-    /// Tells the gateway the function runs again (its held calls go out).
-    async fn woke(
-        &self,
-        mut route: FunctionRoute,
-        was: Power,
-        started: Instant,
-    ) -> Result<WakeReport, ActError> {
         route.power = Power::Running;
         self.gateway.put(&route).await?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -286,7 +214,6 @@ impl<E: FunctionEngine> Actor<E> {
             self.wake_locked(route).await?;
             return Err(e.into());
         }
-        self.put_asleep(name, &replicas, ReplicaState::Paused);
         self.metrics.event(name, Direction::Pause, Reason::Idle);
         tracing::info!(function = %name, replicas = replicas.len(), "paused (idle)");
         Ok(())
@@ -309,7 +236,6 @@ impl<E: FunctionEngine> Actor<E> {
                 return Err(e.into());
             }
         }
-        self.put_asleep(name, &replicas, ReplicaState::Stopped);
         self.metrics.event(name, Direction::Stop, reason);
         tracing::info!(function = %name, replicas = replicas.len(), reason = reason.as_str(), "stopped");
         Ok(())

@@ -21,11 +21,10 @@ pub mod policy;
 
 use std::collections::HashMap;
 use std::future::Future;
-
-use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::routing::{get, post};
 use rfa_engine::FunctionEngine;
