@@ -39,6 +39,10 @@ pub struct Platform {
     /// Platform-provided environment: NATS and store URLs, OTLP endpoint.
     platform_env: Vec<String>,
     pub base: BaseImage,
+    /// The instance runs on Swarm: functions are services (see `crate::swarm`).
+    pub swarm: bool,
+    /// On Swarm: the other nodes' engines that get function images.
+    pub node_engines: Vec<String>,
 }
 
 impl Platform {
@@ -51,16 +55,30 @@ impl Platform {
     pub async fn on(engine: Engine, instance: &Instance) -> anyhow::Result<Platform> {
         let url = platform::gateway_url(&engine, instance).await?;
         let token = platform::admin_token(instance)?;
-        let proxy = engine.inspect(&instance.proxy()).await?;
-        let config = proxy.and_then(|c| c.config);
-        let proxy_env = config
-            .as_ref()
-            .and_then(|c| c.env.clone())
-            .unwrap_or_default();
-        let base_label = config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(LABEL_BASE).cloned());
+        let swarm = crate::swarm::is_swarm(&engine, instance).await?;
+        let (proxy_env, proxy_labels) = if swarm {
+            crate::swarm::proxy_config(&engine, instance)
+                .await?
+                .unwrap_or_default()
+        } else {
+            let config = engine
+                .inspect(&instance.proxy())
+                .await?
+                .and_then(|c| c.config)
+                .unwrap_or_default();
+            (
+                config.env.unwrap_or_default(),
+                config.labels.unwrap_or_default(),
+            )
+        };
+        let base_label = proxy_labels.get(LABEL_BASE).cloned();
+        let node_engines = if swarm {
+            crate::settings::load(&crate::settings::path(instance)?)?
+                .map(|k| k.node_engines)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let keep = [env::NATS_URL, env::STORE_URL, "OTEL_EXPORTER_OTLP_ENDPOINT"];
         let platform_env = proxy_env
             .into_iter()
@@ -74,6 +92,8 @@ impl Platform {
             engine,
             instance: instance.clone(),
             platform_env,
+            swarm,
+            node_engines,
         })
     }
 
@@ -162,7 +182,45 @@ pub async fn deploy(
         },
         deployed_at: rfa_wire::time::now(),
     };
+    if p.swarm {
+        return roll_out_swarm(p, &desired, progress).await;
+    }
     roll_out(p, &desired, progress).await
+}
+
+/// On Swarm: the image onto every node that runs functions, the function's service created or
+/// rolled start-first, then its route (found by DNS, `tasks.<service>`).
+async fn roll_out_swarm(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Result<Outcome> {
+    for (node, took) in
+        crate::swarm::deliver(&p.engine, &d.image, &p.node_engines, progress).await?
+    {
+        progress.step(&format!(
+            "copied {} to {node} in {:.1} s",
+            d.image,
+            took.as_secs_f64()
+        ));
+    }
+    let template = p.template(d);
+    let changed =
+        crate::swarm::roll_out(&p.engine, &template, u64::from(d.run.replicas), progress).await?;
+    p.gateway
+        .put(&FunctionRoute {
+            name: d.name.clone(),
+            kind: d.kind,
+            upstreams: Vec::new(),
+            image: d.image.clone(),
+            deployed_at: d.deployed_at.clone(),
+            queue: None,
+            run: Some(d.run.clone()),
+            power: Default::default(),
+            discover: Some(crate::swarm::discover_name(&p.instance, &d.name)),
+        })
+        .await?;
+    Ok(if changed {
+        Outcome::Deployed
+    } else {
+        Outcome::Unchanged
+    })
 }
 
 /// Why a kept function could not be run again after a platform restart.
@@ -301,6 +359,10 @@ async fn discard(p: &Platform, replicas: &[Replica]) {
 /// paused, so that they drain).
 pub async fn remove(p: &Platform, name: &str) -> anyhow::Result<bool> {
     let had_route = p.gateway.delete(name).await?;
+    if p.swarm {
+        // Swarm takes each task out of DNS 2 s before its SIGTERM; it drains in its grace.
+        return Ok(crate::swarm::remove(&p.engine, &p.instance, name).await? || had_route);
+    }
     let replicas = p.replicas.list(Some(name)).await?;
     let stops = replicas.iter().map(|r| p.replicas.remove(r, DRAIN_GRACE));
     for r in futures_util::future::join_all(stops).await {

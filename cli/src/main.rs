@@ -12,6 +12,7 @@ mod platform;
 mod progress;
 mod settings;
 mod shape;
+mod swarm;
 
 use rfaas_cli::{deploy_file, limits, normal};
 

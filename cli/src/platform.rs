@@ -201,10 +201,14 @@ pub fn instance_flag(instance: &Instance) -> String {
 /// The gateway's base URL on the host, read from the running proxy container.
 pub async fn gateway_url(engine: &Engine, instance: &Instance) -> anyhow::Result<String> {
     let name = instance.proxy();
-    let info = engine
-        .inspect(&name)
-        .await?
-        .filter(|c| c.state.as_ref().and_then(|s| s.running).unwrap_or(false));
+    let info = engine.inspect(&name).await?;
+    if info.is_none()
+        && crate::swarm::is_swarm(engine, instance).await?
+        && let Some(url) = crate::swarm::gateway_url(engine, instance).await?
+    {
+        return Ok(url);
+    }
+    let info = info.filter(|c| c.state.as_ref().and_then(|s| s.running).unwrap_or(false));
     let Some(info) = info else {
         bail!(
             "the rfaas gateway ({name}) is not running: start the platform with `proxyCli startFaas{}`",

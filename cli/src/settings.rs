@@ -67,6 +67,11 @@ pub struct Kept {
     pub header_timeout: u64,
     pub max_headers: u32,
     pub max_header_bytes: u32,
+    /// Run on Docker Swarm (`--swarm`, docs/SWARM.md).
+    pub swarm: bool,
+    /// On Swarm: the engines of the other nodes that run functions (`--node-engine`), which
+    /// `deploy` copies function images to.
+    pub node_engines: Vec<String>,
 }
 
 impl Default for Kept {
@@ -83,6 +88,8 @@ impl Default for Kept {
             header_timeout: 10,
             max_headers: 100,
             max_header_bytes: 16 * 1024,
+            swarm: false,
+            node_engines: Vec::new(),
         }
     }
 }
@@ -102,6 +109,8 @@ pub struct Given {
     pub header_timeout: Option<u64>,
     pub max_headers: Option<u32>,
     pub max_header_bytes: Option<u32>,
+    pub swarm: Option<bool>,
+    pub node_engines: Option<Vec<String>>,
 }
 
 /// `settings.json`, or `settings-<instance>.json`.
@@ -237,6 +246,26 @@ pub fn resolve(given: &Given, kept: Option<&Kept>) -> (Kept, Vec<String>) {
         u32::to_string,
         &mut changes,
     );
+    set(
+        "swarm",
+        &mut out.swarm,
+        given.swarm,
+        bool::to_string,
+        &mut changes,
+    );
+    set(
+        "node-engine",
+        &mut out.node_engines,
+        given.node_engines.clone(),
+        |v: &Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(",")
+            }
+        },
+        &mut changes,
+    );
     if kept.is_none() {
         // A first start: nothing was kept, so nothing changed.
         changes.clear();
@@ -268,6 +297,21 @@ pub fn check(k: &Kept) -> anyhow::Result<Settings> {
     };
     if let Some(endpoint) = &k.otlp_endpoint {
         check_otlp_endpoint(endpoint)?;
+    }
+    if !k.node_engines.is_empty() && !k.swarm {
+        bail!("--node-engine names the engines of a swarm's other nodes: it needs --swarm");
+    }
+    for url in &k.node_engines {
+        let ok = url
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            bail!(
+                "--node-engine '{url}' is not an engine address: give tcp://<host>:<port> (e.g. \
+                 tcp://10.0.0.2:2375) of another swarm node's Docker engine"
+            );
+        }
     }
     Ok(Settings {
         kept: Kept {

@@ -30,7 +30,7 @@ use crate::error::{EngineError, Result, is_conflict, is_not_found, is_not_modifi
 /// A connected Docker engine.
 #[derive(Clone)]
 pub struct Engine {
-    docker: Docker,
+    pub(crate) docker: Docker,
 }
 
 /// What to run: everything rfaas sets on a container.
@@ -188,7 +188,9 @@ impl Engine {
             socket: socket.clone(),
             reason: e.to_string(),
         };
-        let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
+        // `connect_with_defaults` honours DOCKER_HOST (unix://, tcp://, http://);
+        // `connect_with_local_defaults` would ignore it and always use the local socket.
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
             .map_err(|e| unreachable(&e))?

@@ -65,6 +65,37 @@ pub enum EngineError {
         last: String,
         logs: String,
     },
+    /// A rolling update of a service failed its health checks and Swarm rolled it back: the
+    /// previous version serves.
+    #[error(
+        "the update of service {service} was rolled back ({message}): its new tasks did not \
+         become healthy, and the previous version keeps serving. The tasks' last log lines:\n{logs}"
+    )]
+    RolledBack {
+        service: String,
+        message: String,
+        logs: String,
+    },
+    /// A service's update paused (a stop-first service whose new task failed).
+    #[error(
+        "the update of service {service} paused ({message}); the tasks' last log lines:\n{logs}"
+    )]
+    UpdatePaused {
+        service: String,
+        message: String,
+        logs: String,
+    },
+    /// A service's tasks did not all run in time.
+    #[error(
+        "service {service} did not run all its tasks within {seconds} s ({last}); the tasks' last \
+         log lines:\n{logs}"
+    )]
+    ServiceUnready {
+        service: String,
+        seconds: u64,
+        last: String,
+        logs: String,
+    },
     /// A container holds no address on the instance's network.
     #[error("container {name} has no address on network {network}: is it running?")]
     NoAddress { name: String, network: String },

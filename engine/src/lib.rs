@@ -18,6 +18,7 @@ mod docker;
 mod error;
 pub mod instance;
 mod replica;
+mod swarm;
 mod template;
 
 pub use bridge::{Bridge, Reach};
@@ -28,6 +29,10 @@ pub use docker::{
 pub use error::{EngineError, Result};
 pub use instance::{Instance, Role};
 pub use replica::{FunctionEngine, Replica, ReplicaState, check_ours};
+pub use swarm::{
+    NodeInfo, STOP_GRACE, SecretFile, ServicePut, ServiceSettings, SwarmRole, TaskInfo,
+    service_spec,
+};
 pub use template::FunctionTemplate;
 
 /// The engine's own types callers read (container and image lists, inspect results), so that

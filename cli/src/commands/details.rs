@@ -43,6 +43,9 @@ struct Row {
     queued: Option<u64>,
     /// Async calls a replica is running.
     inflight: Option<u64>,
+    /// On Swarm: the function's running tasks per node (hostname → count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 /// A function's replicas as numbers: how many it should have, and how many run now.
@@ -71,6 +74,25 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     }
     names.sort();
     let mut rows = Vec::new();
+    if p.swarm {
+        let nodes = p.engine.nodes().await?;
+        for route in &routes {
+            let tasks = crate::swarm::tasks(&p.engine, &p.instance, &route.name, &nodes).await?;
+            let mut per_node = std::collections::BTreeMap::new();
+            let mut since = Vec::new();
+            for (task, node) in tasks.iter().filter(|(t, _)| t.is_running()) {
+                *per_node.entry(node.clone()).or_insert(0u32) += 1;
+                since.extend(unix_seconds(&task.since));
+            }
+            let uptime = since.into_iter().min().map(|t| now.saturating_sub(t));
+            let mut r = row(route.name.clone(), Some(route), &[], &p.gateway.url, uptime);
+            r.replicas.ready = per_node.values().sum();
+            r.status = status_of(true, r.power, r.replicas.desired, r.replicas.ready).to_string();
+            r.nodes = Some(per_node);
+            rows.push(r);
+        }
+        names.clear();
+    }
     for name in names {
         let route = routes.iter().find(|r| r.name == name);
         let replicas = containers.remove(&name).unwrap_or_default();
@@ -137,6 +159,23 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     for row in &table {
         print(row.iter().map(String::as_str).collect());
     }
+    if p.swarm {
+        // One line per function's tasks would not fit the table's columns: listed under it.
+        for r in &rows {
+            if let Some(nodes) = &r.nodes {
+                let per: Vec<String> = nodes.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+                println!(
+                    "{}: tasks per node: {}",
+                    r.name,
+                    if per.is_empty() {
+                        "none running".to_string()
+                    } else {
+                        per.join(", ")
+                    }
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -170,15 +209,7 @@ fn row(
         Some(r) => r.power,
         None => power_of(replicas),
     };
-    let status = match (route.is_some(), power) {
-        (false, _) => "unrouted",
-        (true, Power::Paused) => "paused",
-        (true, Power::Stopped) => "stopped",
-        (true, Power::Running) if desired == 0 => "stopped",
-        (true, Power::Running) if ready == 0 => "down",
-        (true, Power::Running) if ready < desired => "degraded",
-        (true, Power::Running) => "ready",
-    };
+    let status = status_of(route.is_some(), power, desired, ready);
     Row {
         kind: route
             .map(|r| r.kind)
@@ -198,7 +229,20 @@ fn row(
         uptime_seconds,
         queued: route.and_then(|r| r.queue).map(|q| q.pending),
         inflight: route.and_then(|r| r.queue).map(|q| q.inflight),
+        nodes: None,
         name,
+    }
+}
+
+fn status_of(routed: bool, power: Power, desired: u32, ready: u32) -> &'static str {
+    match (routed, power) {
+        (false, _) => "unrouted",
+        (true, Power::Paused) => "paused",
+        (true, Power::Stopped) => "stopped",
+        (true, Power::Running) if desired == 0 => "stopped",
+        (true, Power::Running) if ready == 0 => "down",
+        (true, Power::Running) if ready < desired => "degraded",
+        (true, Power::Running) => "ready",
     }
 }
 

@@ -26,9 +26,43 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     check_name(&args.name, &flag)?;
     let n = parse_count(&args.replicas)?;
     let p = Platform::connect(instance).await?;
+    if p.swarm {
+        scale_swarm(&p, &args.name, n, &flag).await?;
+        println!("{}", done(&args.name, n));
+        return Ok(());
+    }
     p.gateway.scale(&args.name, n).await?;
     println!("{}", done(&args.name, n));
     Ok(())
+}
+
+/// On Swarm: the service's task count, then the route's kept replica count (what a redeploy
+/// and `details` read).
+async fn scale_swarm(p: &Platform, name: &str, n: u32, flag: &str) -> anyhow::Result<()> {
+    if n == 0 {
+        bail!(
+            "on Swarm a function cannot be scaled to 0: no scaler runs there to start it again on \
+             its next call (docs/SWARM.md). Scale it to 1 or more, or remove it with `proxyCli \
+             stop {name}{flag}`"
+        );
+    }
+    let routes = p.gateway.list().await?;
+    let Some(mut route) = routes.into_iter().find(|r| r.name == name) else {
+        bail!(
+            "no function named '{name}' is deployed: see `proxyCli details{flag}` for the deployed \
+             ones"
+        );
+    };
+    if !crate::swarm::scale(&p.engine, &p.instance, name, u64::from(n)).await? {
+        bail!(
+            "function '{name}' has a route but no service on the swarm: deploy it again \
+             (`proxyCli deploy <deploy.json>{flag}`)"
+        );
+    }
+    if let Some(run) = route.run.as_mut() {
+        run.replicas = n;
+    }
+    p.gateway.put(&route).await
 }
 
 /// The replica count as the user typed it: a whole number from 0 to [`MAX_REPLICAS`].

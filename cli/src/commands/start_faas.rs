@@ -64,6 +64,15 @@ pub struct Args {
     /// ran with.)
     #[arg(long)]
     pub defaults: bool,
+    /// Run the platform and its functions as Docker Swarm services (the engine must be a swarm
+    /// manager; docs/SWARM.md). Kept: later commands of the instance work on Swarm without it.
+    #[arg(long)]
+    pub swarm: bool,
+    /// On Swarm: the Docker engine of another node that runs functions, `tcp://<host>:<port>`
+    /// (repeat for more nodes); `deploy` copies function images to it. Function tasks run only
+    /// on this node and the ones given here.
+    #[arg(long = "node-engine", value_name = "URL")]
+    pub node_engines: Vec<String>,
     /// Replace the admin token with a new one: the token file gets it, the running gateway
     /// reloads it without a restart, and the old token is refused from then on.
     #[arg(long)]
@@ -91,6 +100,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         header_timeout: args.header_timeout,
         max_headers: args.max_headers,
         max_header_bytes: args.max_header_bytes,
+        swarm: args.swarm.then_some(true),
+        node_engines: (!args.node_engines.is_empty()).then(|| args.node_engines.clone()),
     };
     let (wanted, setting_changes) = settings::resolve(&given, kept.as_ref());
     // Said before anything else can fail: it is about what the user asked for.
@@ -121,7 +132,32 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         let (token, note) = platform::startup_token(instance)?;
         (token, None, note)
     };
-    check_port_free(&engine, instance, &settings).await?;
+    let on_swarm = settings.kept.swarm;
+    if on_swarm {
+        crate::swarm::manager_node(&engine).await?;
+        if engine.inspect(&instance.proxy()).await?.is_some() {
+            bail!(
+                "instance '{}' runs in bridge mode on this engine (container {} exists): an \
+                 instance is one mode. Remove it with `proxyCli stopFaas{flag}` first, then \
+                 `proxyCli startFaas --swarm{flag}`",
+                instance.label(),
+                instance.proxy(),
+                flag = platform::instance_flag(instance)
+            );
+        }
+    } else {
+        if crate::swarm::is_swarm(&engine, instance).await? {
+            bail!(
+                "instance '{}' runs on Swarm on this engine (service {} exists): an instance is one \
+                 mode. Run `proxyCli startFaas --swarm{flag}` to keep it there, or remove it with \
+                 `proxyCli stopFaas{flag}` and start again with --defaults",
+                instance.label(),
+                instance.proxy(),
+                flag = platform::instance_flag(instance)
+            );
+        }
+        check_port_free(&engine, instance, &settings).await?;
+    }
 
     // Images.
     let proxy_bin = paths::platform_binary("rfa-proxy")?;
@@ -129,6 +165,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let scaler_bin = paths::platform_binary("rfa-scaler")?;
     // The scaler needs the engine's socket; without one it cannot run, and the rest can.
     let scaler_socket = match EngineSocket::of_host() {
+        // On Swarm the CLI sets replica counts itself (docs/SWARM.md): no scaler runs.
+        _ if on_swarm => None,
         Ok(socket) => Some(socket),
         Err(e) => {
             eprintln!(
@@ -189,6 +227,31 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         proxy: proxy_image.tag,
         scaler: scaler_image.tag,
     };
+
+    if on_swarm {
+        let changed =
+            crate::swarm::start_platform(&engine, instance, &settings, &images, &token, &progress)
+                .await?;
+        let url = platform::gateway_url(&engine, instance).await?;
+        for line in &changed {
+            progress.step(line);
+        }
+        if changed.is_empty() && setting_changes.is_empty() {
+            println!("rfaas is already up and unchanged on Swarm: {url}");
+        } else {
+            println!("rfaas is up on Swarm: {url}");
+        }
+        println!(
+            "note: on Swarm the gateway's port {} is published on every address of the platform \
+             node (Swarm cannot bind 127.0.0.1 only); the admin token guards /system and /store",
+            settings.kept.port
+        );
+        if let Some(note) = token_note {
+            println!("{note}");
+        }
+        println!("admin token: {}", instance.token_path()?.display());
+        return Ok(());
+    }
 
     // Network and volumes.
     let mut changed = Vec::new();

@@ -14,8 +14,53 @@ pub struct Args {
     pub prune: bool,
 }
 
+/// On a swarm manager: removes the instance's services (functions first) and its token secrets;
+/// their names. Nothing on an engine outside a swarm.
+async fn remove_services(engine: &Engine, instance: &Instance) -> anyhow::Result<Vec<String>> {
+    if !matches!(
+        engine.swarm_role().await?,
+        rfa_engine::SwarmRole::Manager { .. }
+    ) {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    for role in [Some(Role::Function), None] {
+        for service in engine.list_services(instance.filters(role)).await? {
+            let Some(name) = service.spec.and_then(|s| s.name) else {
+                continue;
+            };
+            if !removed.contains(&name) && engine.remove_service(&name).await? {
+                removed.push(name);
+            }
+        }
+    }
+    for (name, id) in engine.secrets(&instance.labels(Role::Proxy)).await? {
+        if engine.remove_secret(&id).await? {
+            removed.push(format!("{name} (secret)"));
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the instance's overlay network once the tasks of its removed services have left it
+/// (functions drain for up to their stop grace period).
+async fn remove_overlay(engine: &Engine, instance: &Instance) -> anyhow::Result<Vec<String>> {
+    let deadline = std::time::Instant::now() + rfa_engine::STOP_GRACE + Duration::from_secs(15);
+    loop {
+        match engine.remove_networks(instance.filters(None)).await {
+            Ok(removed) => return Ok(removed),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!("network still in use: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let engine = Engine::connect().await?;
+    let services = remove_services(&engine, instance).await?;
     // The scaler first, so it does not start or wake a function while the rest goes.
     let mut names = Vec::new();
     for role in [Some(Role::Scaler), None] {
@@ -36,8 +81,13 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
         names.extend(batch);
     }
-    let networks = engine.remove_networks(instance.filters(None)).await?;
-    let mut removed: Vec<String> = names.iter().map(|n| format!("container {n}")).collect();
+    let networks = if services.is_empty() {
+        engine.remove_networks(instance.filters(None)).await?
+    } else {
+        remove_overlay(&engine, instance).await?
+    };
+    let mut removed: Vec<String> = services.iter().map(|n| format!("service {n}")).collect();
+    removed.extend(names.iter().map(|n| format!("container {n}")));
     removed.extend(networks.into_iter().map(|n| format!("network {n}")));
 
     if args.prune {
