@@ -188,6 +188,32 @@ pub async fn deploy(
     roll_out(p, &desired, progress).await
 }
 
+/// On Swarm: sets function `route`'s task count to `replicas`, with the service spec made from
+/// its route record again (a changed count alone replaces no task), and keeps the count in the
+/// route. `false` when it has no service.
+pub async fn scale_swarm(
+    p: &Platform,
+    route: &FunctionRoute,
+    replicas: u32,
+    progress: &Progress,
+) -> anyhow::Result<bool> {
+    let service = crate::swarm::function_service(&p.instance, &route.name);
+    if p.engine.service(&service).await?.is_none() {
+        return Ok(false);
+    }
+    let mut run = route.run.clone().ok_or(RestoreError::NoRunSpec)?;
+    run.replicas = replicas;
+    let desired = Desired {
+        name: route.name.clone(),
+        kind: route.kind,
+        image: route.image.clone(),
+        run,
+        deployed_at: route.deployed_at.clone(),
+    };
+    roll_out_swarm(p, &desired, progress).await?;
+    Ok(true)
+}
+
 /// On Swarm: the image onto every node that runs functions, the function's service created or
 /// rolled start-first, then its route (found by DNS, `tasks.<service>`).
 async fn roll_out_swarm(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Result<Outcome> {

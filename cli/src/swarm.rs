@@ -166,6 +166,29 @@ pub async fn start_platform(
     engine
         .label_node(&node, &images_label(instance), "true")
         .await?;
+    let members = engine.nodes().await?;
+    for url in &settings.kept.node_engines {
+        let other = Engine::connect_to(url)
+            .await
+            .with_context(|| format!("--node-engine {url}"))?;
+        let id = match other.swarm_role().await? {
+            SwarmRole::Worker { node_id } | SwarmRole::Manager { node_id } => node_id,
+            SwarmRole::Outside { state } => bail!(
+                "--node-engine {url}: that engine is not in a swarm (state '{state}'): join it to \
+                 this one first (`docker swarm join-token worker` on the manager says how)"
+            ),
+        };
+        let Some(member) = members.iter().find(|n| n.id == id) else {
+            bail!(
+                "--node-engine {url}: that engine is in another swarm than the manager's (node \
+                 {id} is not among its nodes)"
+            );
+        };
+        engine
+            .label_node(&id, &images_label(instance), "true")
+            .await?;
+        tracing::debug!(node = member.hostname, "gets function images");
+    }
     if engine
         .ensure_overlay(
             &instance.network(),
@@ -232,7 +255,9 @@ pub async fn start_platform(
         let put = engine.put_service(service_spec(&spec, &s)).await?;
         match put {
             ServicePut::Created => changed.push(format!("created service {name}")),
-            ServicePut::Updated => changed.push(format!("updated service {name}")),
+            ServicePut::Updated | ServicePut::Scaled => {
+                changed.push(format!("updated service {name}"))
+            }
             ServicePut::Unchanged => {}
         }
         if put != ServicePut::Unchanged {
@@ -330,6 +355,7 @@ pub async fn roll_out(
         ServicePut::Unchanged => {}
         ServicePut::Created => progress.step(&format!("starting service {name}")),
         ServicePut::Updated => progress.step(&format!("rolling service {name} start-first")),
+        ServicePut::Scaled => progress.step(&format!("scaling service {name} to {replicas}")),
     }
     match engine.wait_service(&name, replicas, SERVICE_TIMEOUT).await {
         Ok(()) => Ok(put != ServicePut::Unchanged),
@@ -347,23 +373,6 @@ pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> anyhow:
     Ok(engine
         .remove_service(&function_service(instance, name))
         .await?)
-}
-
-/// Sets function `name`'s task count and waits until that many run.
-pub async fn scale(
-    engine: &Engine,
-    instance: &Instance,
-    name: &str,
-    replicas: u64,
-) -> anyhow::Result<bool> {
-    let service = function_service(instance, name);
-    if !engine.scale_service(&service, replicas).await? {
-        return Ok(false);
-    }
-    engine
-        .wait_service(&service, replicas, SERVICE_TIMEOUT)
-        .await?;
-    Ok(true)
 }
 
 /// The running tasks of function `name`, with the hostname of the node each runs on.

@@ -331,6 +331,12 @@ impl Engine {
             .map_err(EngineError::api("cannot list networks"))
     }
 
+    /// Whether a network named exactly `name` exists (an overlay's removal is asynchronous:
+    /// it stays listed for a moment after the engine accepted it).
+    pub async fn network_exists(&self, name: &str) -> Result<bool> {
+        Ok(!self.networks_named(name).await?.is_empty())
+    }
+
     /// Ids of networks whose name is exactly `name`.
     async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);

@@ -114,7 +114,10 @@ pub struct ServiceSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServicePut {
     Created,
+    /// Its task template changed: a rolling update.
     Updated,
+    /// Only its replica count changed: tasks were added or removed, none replaced.
+    Scaled,
     /// The service already ran this spec ([`LABEL_SPEC`]) with this replica count.
     Unchanged,
 }
@@ -539,7 +542,12 @@ impl Engine {
 
     /// Creates the service `spec` names, or updates it to `spec` when its [`LABEL_SPEC`] label
     /// or replica count differ (an update of the task template is a rolling update as the
-    /// spec's update settings say).
+    /// spec's update settings say; a changed count alone replaces no task).
+    ///
+    /// Always the whole spec, made afresh: never one read back from the engine and sent again.
+    /// bollard reads the health check under `HealthCheck` while the engine writes `Healthcheck`,
+    /// so a spec read back has lost it, and sending it would roll every task to a version
+    /// without one.
     pub async fn put_service(&self, spec: ServiceSpec) -> Result<ServicePut> {
         let name = spec.name.clone().unwrap_or_default();
         let Some(current) = self.service(&name).await? else {
@@ -559,9 +567,14 @@ impl Engine {
         {
             return Ok(ServicePut::Unchanged);
         }
+        let only_count = hash(current.spec.as_ref()) == hash(Some(&spec));
         self.update_service(&name, current.version.and_then(|v| v.index), spec)
             .await?;
-        Ok(ServicePut::Updated)
+        Ok(if only_count {
+            ServicePut::Scaled
+        } else {
+            ServicePut::Updated
+        })
     }
 
     async fn update_service(
@@ -582,27 +595,6 @@ impl Engine {
             tracing::warn!(service = name, "{warning}");
         }
         Ok(())
-    }
-
-    /// Sets the replica count of service `name`, keeping the rest of its spec (no rolling
-    /// update: the task template is unchanged). `false` when there is no such service.
-    pub async fn scale_service(&self, name: &str, replicas: u64) -> Result<bool> {
-        let Some(current) = self.service(name).await? else {
-            return Ok(false);
-        };
-        let mut spec = current.spec.unwrap_or_default();
-        if service_replicas(Some(&spec)) == Some(replicas) {
-            return Ok(true);
-        }
-        spec.mode = Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(i64::try_from(replicas).unwrap_or(i64::MAX)),
-            }),
-            ..Default::default()
-        });
-        self.update_service(name, current.version.and_then(|v| v.index), spec)
-            .await?;
-        Ok(true)
     }
 
     /// Removes service `name` (its tasks get SIGTERM once out of DNS, SIGKILL after their stop

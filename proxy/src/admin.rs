@@ -65,6 +65,20 @@ pub async fn put(
     }
     let before = state.routes.live(&name).map(|live| live.power());
     let created = state.routes.put(route.clone())?;
+    if let Some(name_to_find) = &route.discover
+        && state
+            .routes
+            .get(&name)
+            .is_some_and(|r| r.upstreams.is_empty())
+    {
+        crate::discover::lookup_once(
+            &state.routes,
+            &crate::discover::SystemDns,
+            &name,
+            name_to_find,
+        )
+        .await;
+    }
     state.metrics.set_service_counts(&state.routes.all());
     tracing::info!(function = %name, upstreams = ?route.upstreams, power = %route.power, "route registered");
     if !route.power.is_running()

@@ -82,6 +82,31 @@ pub async fn refresh<R: Resolve>(routes: &RouteTable, dns: &R, failures: &mut Fa
     changed
 }
 
+/// Looks `function`'s `discover` name up once now and gives its route what it found: the
+/// admin API does this when a route is put, so that a function answers from the moment its
+/// deploy returns rather than from the next round. A failed lookup changes nothing (the next
+/// round tries again). Returns whether the route changed.
+pub async fn lookup_once<R: Resolve>(
+    routes: &RouteTable,
+    dns: &R,
+    function: &str,
+    name: &str,
+) -> bool {
+    match dns.resolve(name).await {
+        Ok(addrs) if !addrs.is_empty() => {
+            let mut upstreams: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            upstreams.sort();
+            upstreams.dedup();
+            routes.set_discovered(function, name, upstreams)
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::debug!(%function, %name, error = %e, "lookup at put failed; the next round tries again");
+            false
+        }
+    }
+}
+
 /// Refreshes every [`INTERVAL`] until the gateway stops (the task ends with the runtime).
 pub fn spawn<R: Resolve>(state: crate::SharedState, dns: R) {
     tokio::spawn(async move {
@@ -145,6 +170,27 @@ mod tests {
             power: Default::default(),
             discover: discover.map(String::from),
         }
+    }
+
+    #[tokio::test]
+    async fn a_put_route_finds_its_replicas_at_once_and_a_failed_lookup_changes_nothing() {
+        let table = RouteTable::load(None).unwrap();
+        let svc = "tasks.rfa-fn-hello:6000";
+        table.put(route("hello", Some(svc), &[])).unwrap();
+        let dns = FakeDns::default();
+        assert!(
+            !lookup_once(&table, &dns, "hello", svc).await,
+            "no such name yet"
+        );
+        assert!(table.get("hello").unwrap().upstreams.is_empty());
+        dns.set(svc, &["10.0.1.9:6000", "10.0.1.8:6000", "10.0.1.9:6000"]);
+        assert!(lookup_once(&table, &dns, "hello", svc).await);
+        assert_eq!(
+            table.get("hello").unwrap().upstreams,
+            ["10.0.1.8:6000", "10.0.1.9:6000"]
+        );
+        // A name the route no longer has is not applied.
+        assert!(!lookup_once(&table, &dns, "hello", "tasks.other:6000").await);
     }
 
     #[tokio::test]

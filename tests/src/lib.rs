@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod inner_engine;
 pub mod otlp;
+pub mod swarm;
 
 pub use reqwest;
 pub use serde_json;
@@ -123,6 +124,15 @@ impl Platform {
         let mut args = vec!["startFaas", "--port", port.as_str()];
         args.extend_from_slice(extra);
         self.cli(&args)
+    }
+
+    /// Runs `proxyCli startFaas --port <port> <extra>` with extra environment variables.
+    pub fn start_faas_env(&mut self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        self.started = true;
+        let port = self.port.to_string();
+        let mut args = vec!["startFaas", "--port", port.as_str()];
+        args.extend_from_slice(extra);
+        self.cli_env(&args, env)
     }
 
     /// Runs `proxyCli <args>` for this instance.

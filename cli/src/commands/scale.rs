@@ -6,7 +6,7 @@ use anyhow::bail;
 use rfa_wire::names::{FunctionNameError, check_function_name};
 use rfa_wire::scale::MAX_REPLICAS;
 
-use crate::functions::Platform;
+use crate::functions::{self, Platform};
 use crate::instance::Instance;
 use crate::platform;
 
@@ -47,22 +47,22 @@ async fn scale_swarm(p: &Platform, name: &str, n: u32, flag: &str) -> anyhow::Re
         );
     }
     let routes = p.gateway.list().await?;
-    let Some(mut route) = routes.into_iter().find(|r| r.name == name) else {
+    let Some(route) = routes.into_iter().find(|r| r.name == name) else {
         bail!(
             "no function named '{name}' is deployed: see `proxyCli details{flag}` for the deployed \
              ones"
         );
     };
-    if !crate::swarm::scale(&p.engine, &p.instance, name, u64::from(n)).await? {
+    let progress = crate::progress::Progress::new();
+    let scaled = functions::scale_swarm(p, &route, n, &progress).await?;
+    progress.done();
+    if !scaled {
         bail!(
             "function '{name}' has a route but no service on the swarm: deploy it again \
              (`proxyCli deploy <deploy.json>{flag}`)"
         );
     }
-    if let Some(run) = route.run.as_mut() {
-        run.replicas = n;
-    }
-    p.gateway.put(&route).await
+    Ok(())
 }
 
 /// The replica count as the user typed it: a whole number from 0 to [`MAX_REPLICAS`].

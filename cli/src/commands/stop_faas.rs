@@ -48,7 +48,15 @@ async fn remove_overlay(engine: &Engine, instance: &Instance) -> anyhow::Result<
     let deadline = std::time::Instant::now() + rfa_engine::STOP_GRACE + Duration::from_secs(15);
     loop {
         match engine.remove_networks(instance.filters(None)).await {
-            Ok(removed) => return Ok(removed),
+            Ok(removed) => {
+                // Gone from the list too, so a startFaas right after makes a new one.
+                while engine.network_exists(&instance.network()).await?
+                    && std::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                return Ok(removed);
+            }
             Err(e) if std::time::Instant::now() < deadline => {
                 tracing::debug!("network still in use: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
