@@ -197,7 +197,7 @@ pub async fn scale_swarm(
     replicas: u32,
     progress: &Progress,
 ) -> anyhow::Result<bool> {
-    let service = crate::swarm::function_service(&p.instance, &route.name);
+    let service = rfa_engine::function_service(&p.instance, &route.name);
     if p.engine.service(&service).await?.is_none() {
         return Ok(false);
     }
@@ -239,7 +239,7 @@ async fn roll_out_swarm(p: &Platform, d: &Desired, progress: &Progress) -> anyho
             queue: None,
             run: Some(d.run.clone()),
             power: Default::default(),
-            discover: Some(crate::swarm::discover_name(&p.instance, &d.name)),
+            discover: Some(rfa_engine::discover_name(&p.instance, &d.name)),
         })
         .await?;
     Ok(if changed {

@@ -72,6 +72,9 @@ pub struct Kept {
     /// On Swarm: the engines of the other nodes that run functions (`--node-engine`), which
     /// `deploy` copies function images to.
     pub node_engines: Vec<String>,
+    /// On Swarm, with `DOCKER_HOST` not a local socket: the group of the manager's engine
+    /// socket, for the scaler (`--engine-socket-gid`).
+    pub engine_socket_gid: Option<u32>,
 }
 
 impl Default for Kept {
@@ -90,6 +93,7 @@ impl Default for Kept {
             max_header_bytes: 16 * 1024,
             swarm: false,
             node_engines: Vec::new(),
+            engine_socket_gid: None,
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct Given {
     pub max_header_bytes: Option<u32>,
     pub swarm: Option<bool>,
     pub node_engines: Option<Vec<String>>,
+    pub engine_socket_gid: Option<u32>,
 }
 
 /// `settings.json`, or `settings-<instance>.json`.
@@ -264,6 +269,13 @@ pub fn resolve(given: &Given, kept: Option<&Kept>) -> (Kept, Vec<String>) {
                 v.join(",")
             }
         },
+        &mut changes,
+    );
+    set(
+        "engine-socket-gid",
+        &mut out.engine_socket_gid,
+        given.engine_socket_gid.map(Some),
+        |v: &Option<u32>| v.map_or_else(|| "none".to_string(), |g| g.to_string()),
         &mut changes,
     );
     if kept.is_none() {

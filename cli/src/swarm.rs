@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rfa_engine::{
     ContainerSpec, Engine, FunctionTemplate, NodeInfo, SecretFile, ServicePut, ServiceSettings,
-    SwarmRole, TaskInfo, service_spec,
+    SwarmRole, TaskInfo, function_service, images_label, service_spec,
 };
-use rfa_wire::{FUNCTION_PORT, PROXY_PORT, env};
+use rfa_wire::{PROXY_PORT, env};
 use sha2::{Digest, Sha256};
 
 use crate::instance::{Instance, LABEL_SPEC, Role};
@@ -26,19 +26,11 @@ pub const OVERLAY_MTU: u32 = 1350;
 const TOKEN_SECRET_FILE: &str = "rfa-token";
 /// How long the platform's services and a function's roll-out may take.
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(90);
-/// What a function task runs as its health check: the function binary asks its own `/healthz`.
-const FUNCTION_HEALTH: [&str; 2] = ["/app/main", "healthcheck"];
 
 /// The node label that pins the instance's platform services (and their volumes) to the node
 /// `startFaas` ran against.
 pub fn platform_label(instance: &Instance) -> String {
     format!("io.rfaas.platform.{}", instance.label())
-}
-
-/// The node label of the nodes that get the instance's function images (the platform node and
-/// every `--node-engine`): function tasks run only there.
-pub fn images_label(instance: &Instance) -> String {
-    format!("io.rfaas.images.{}", instance.label())
 }
 
 /// The engine the CLI talks to must be a swarm manager; its node id. Otherwise an error that
@@ -150,6 +142,7 @@ pub async fn start_platform(
     settings: &Settings,
     images: &PlatformImages,
     token: &str,
+    scaler_socket: Option<&rfa_engine::EngineSocket>,
     progress: &Progress,
 ) -> anyhow::Result<Vec<String>> {
     let node = manager_node(engine).await?;
@@ -222,9 +215,13 @@ pub async fn start_platform(
         file: TOKEN_SECRET_FILE.to_string(),
     };
 
-    // The scaler needs the engine's socket and acts on containers: on Swarm the CLI drives
-    // replica counts itself (docs/SWARM.md), so it is not run.
-    let specs = platform::specs(instance, settings, images, token, None);
+    // The scaler gets the manager's engine socket (pinned there: the platform node is the
+    // manager startFaas ran against); without one the platform runs without it and `scale`
+    // sets replica counts from the CLI.
+    let specs = platform::specs(instance, settings, images, token, scaler_socket);
+    if scaler_socket.is_none() {
+        engine.remove_service(&instance.scaler()).await?;
+    }
     let pinned = vec![format!("node.labels.{}==true", platform_label(instance))];
     for (role, spec) in specs {
         let mut spec: ContainerSpec = spec;
@@ -234,15 +231,22 @@ pub async fn start_platform(
             labels: spec.labels.clone(),
             ..Default::default()
         };
-        if role == Role::Proxy {
+        if role == Role::Scaler {
+            spec.env.push(format!("{}=swarm", env::ENGINE_MODE));
+            s.constraints.push("node.role==manager".to_string());
+        }
+        if role == Role::Proxy || role == Role::Scaler {
             let file_env = format!("{}=", env::TOKEN_FILE);
             spec.env.retain(|kv| !kv.starts_with(&file_env));
             spec.env.push(format!(
                 "{}=/run/secrets/{TOKEN_SECRET_FILE}",
                 env::TOKEN_FILE
             ));
+            spec.files.clear();
             s.secrets = vec![secret.clone()];
-            s.publish = Some((settings.kept.port, PROXY_PORT));
+            if role == Role::Proxy {
+                s.publish = Some((settings.kept.port, PROXY_PORT));
+            }
             // A new token is a new secret: the gateway's task is replaced to read it.
             let with_token = format!(
                 "{}-{}",
@@ -255,7 +259,7 @@ pub async fn start_platform(
         let put = engine.put_service(service_spec(&spec, &s)).await?;
         match put {
             ServicePut::Created => changed.push(format!("created service {name}")),
-            ServicePut::Updated | ServicePut::Scaled => {
+            ServicePut::Updated { .. } | ServicePut::Scaled => {
                 changed.push(format!("updated service {name}"))
             }
             ServicePut::Unchanged => {}
@@ -264,7 +268,7 @@ pub async fn start_platform(
             progress.step(&format!("waiting for {name} to run"));
         }
         engine
-            .wait_service(&name, 1, SERVICE_TIMEOUT)
+            .wait_service(&name, 1, &put, SERVICE_TIMEOUT)
             .await
             .with_context(|| {
                 format!(
@@ -314,16 +318,6 @@ async fn wait_gateway(url: &str, token: &str) -> anyhow::Result<()> {
     )
 }
 
-/// The service that runs function `name` of `instance`.
-pub fn function_service(instance: &Instance, name: &str) -> String {
-    instance.function_container(name, 0)
-}
-
-/// Where the gateway finds a function's tasks: `tasks.<service>` in the overlay's DNS.
-pub fn discover_name(instance: &Instance, name: &str) -> String {
-    format!("tasks.{}:{FUNCTION_PORT}", function_service(instance, name))
-}
-
 /// Makes function `t`'s service run its image with `replicas` tasks: created, or updated start-
 /// first (each new task healthy before an old one goes; a version that never gets healthy is
 /// rolled back and the old one keeps serving). Returns whether anything changed.
@@ -333,31 +327,18 @@ pub async fn roll_out(
     replicas: u64,
     progress: &Progress,
 ) -> anyhow::Result<bool> {
-    let mut c = t.replica("swarm", 0, &function_service(&t.instance, &t.name));
-    // A service's tasks share one name in DNS; a replica's alias means nothing here.
-    c.aliases.clear();
-    c.host_gateway = false;
-    c.labels.insert(
-        crate::instance::LABEL_UPSTREAM.to_string(),
-        discover_name(&t.instance, &t.name),
-    );
-    let s = ServiceSettings {
-        replicas,
-        constraints: vec![format!("node.labels.{}==true", images_label(&t.instance))],
-        health: Some(FUNCTION_HEALTH.iter().map(|s| s.to_string()).collect()),
-        start_first: true,
-        labels: c.labels.clone(),
-        ..Default::default()
-    };
-    let name = c.name.clone();
-    let put = engine.put_service(service_spec(&c, &s)).await?;
+    let name = function_service(&t.instance, &t.name);
+    let put = engine.put_service(t.service(replicas)).await?;
     match put {
         ServicePut::Unchanged => {}
         ServicePut::Created => progress.step(&format!("starting service {name}")),
-        ServicePut::Updated => progress.step(&format!("rolling service {name} start-first")),
+        ServicePut::Updated { .. } => progress.step(&format!("rolling service {name} start-first")),
         ServicePut::Scaled => progress.step(&format!("scaling service {name} to {replicas}")),
     }
-    match engine.wait_service(&name, replicas, SERVICE_TIMEOUT).await {
+    match engine
+        .wait_service(&name, replicas, &put, SERVICE_TIMEOUT)
+        .await
+    {
         Ok(()) => Ok(put != ServicePut::Unchanged),
         Err(e) if put == ServicePut::Created => {
             // Nothing served before: leave nothing half-made behind.

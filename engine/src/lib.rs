@@ -31,7 +31,7 @@ pub use instance::{Instance, Role};
 pub use replica::{FunctionEngine, Replica, ReplicaState, check_ours};
 pub use swarm::{
     NodeInfo, STOP_GRACE, SecretFile, ServicePut, ServiceSettings, SwarmRole, TaskInfo,
-    service_spec,
+    discover_name, function_service, images_label, service_spec,
 };
 pub use template::FunctionTemplate;
 

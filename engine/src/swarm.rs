@@ -31,7 +31,62 @@ use futures_util::StreamExt;
 
 use crate::docker::{ContainerSpec, ENGINE_SOCKET, Engine, TMPFS_OPTIONS};
 use crate::error::{EngineError, Result, is_not_found};
-use crate::instance::LABEL_SPEC;
+use crate::instance::{Instance, LABEL_SPEC, LABEL_UPSTREAM};
+use crate::template::FunctionTemplate;
+
+/// What a function task runs as its health check: the function binary asks its own `/healthz`.
+const FUNCTION_HEALTH: [&str; 2] = ["/app/main", "healthcheck"];
+
+/// The service that runs function `name` of `instance`: `rfa-fn-<name>[-<instance>]`.
+pub fn function_service(instance: &Instance, name: &str) -> String {
+    instance.function_container(name, 0)
+}
+
+/// Where the gateway finds a function's tasks: `tasks.<service>:6000` in the overlay's DNS,
+/// which names a task only while it is healthy.
+pub fn discover_name(instance: &Instance, name: &str) -> String {
+    format!(
+        "tasks.{}:{}",
+        function_service(instance, name),
+        rfa_wire::FUNCTION_PORT
+    )
+}
+
+/// The node label of the nodes that get an instance's function images (the platform node and
+/// every `--node-engine`): function tasks run only there.
+pub fn images_label(instance: &Instance) -> String {
+    format!("io.rfaas.images.{}", instance.label())
+}
+
+impl FunctionTemplate {
+    /// The service that runs this function with `replicas` tasks, made the same way by the CLI
+    /// (deploy, scale) and the scaler: every replica's container spec, as a `dnsrr` service whose
+    /// updates start each new task first and roll back when it never gets healthy.
+    pub fn service(&self, replicas: u64) -> ServiceSpec {
+        let name = function_service(&self.instance, &self.name);
+        let mut c = self.replica("swarm", 0, &name);
+        // A service's tasks share one name in DNS; a replica's alias means nothing here, nor
+        // does `host.docker.internal` (a service has no host-gateway entry).
+        c.aliases.clear();
+        c.host_gateway = false;
+        c.labels.insert(
+            LABEL_UPSTREAM.to_string(),
+            discover_name(&self.instance, &self.name),
+        );
+        let s = ServiceSettings {
+            replicas,
+            constraints: vec![format!(
+                "node.labels.{}==true",
+                images_label(&self.instance)
+            )],
+            health: Some(FUNCTION_HEALTH.iter().map(|s| s.to_string()).collect()),
+            start_first: true,
+            labels: c.labels.clone(),
+            ..Default::default()
+        };
+        service_spec(&c, &s)
+    }
+}
 
 /// The engine's place in a swarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,12 +165,16 @@ pub struct ServiceSettings {
     pub labels: HashMap<String, String>,
 }
 
-/// What [`Engine::put_service`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`Engine::put_service`] did; [`Engine::wait_service`] takes it to know what to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServicePut {
     Created,
-    /// Its task template changed: a rolling update.
-    Updated,
+    /// Its task template changed: a rolling update. `previous` is when the service's last
+    /// update before this one started (none before it): until the engine reports a newer one,
+    /// this update has not begun.
+    Updated {
+        previous: Option<String>,
+    },
     /// Only its replica count changed: tasks were added or removed, none replaced.
     Scaled,
     /// The service already ran this spec ([`LABEL_SPEC`]) with this replica count.
@@ -568,12 +627,16 @@ impl Engine {
             return Ok(ServicePut::Unchanged);
         }
         let only_count = hash(current.spec.as_ref()) == hash(Some(&spec));
+        let previous = current
+            .update_status
+            .and_then(|u| u.started_at)
+            .map(|t| t.to_string());
         self.update_service(&name, current.version.and_then(|v| v.index), spec)
             .await?;
         Ok(if only_count {
             ServicePut::Scaled
         } else {
-            ServicePut::Updated
+            ServicePut::Updated { previous }
         })
     }
 
@@ -665,7 +728,13 @@ impl Engine {
     /// `replicas` tasks: `Ok` then. An update rolled back (its new tasks never got healthy) or
     /// paused, or tasks not running after `timeout`, is an error with the tasks' last words and
     /// log lines.
-    pub async fn wait_service(&self, name: &str, replicas: u64, timeout: Duration) -> Result<()> {
+    pub async fn wait_service(
+        &self,
+        name: &str,
+        replicas: u64,
+        put: &ServicePut,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = "no task yet".to_string();
         loop {
@@ -675,32 +744,41 @@ impl Engine {
                 .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
             let status = service.update_status.unwrap_or_default();
             let message = status.message.clone().unwrap_or_default();
-            let settled = match status.state {
-                None
-                | Some(ServiceUpdateStatusStateEnum::EMPTY)
-                | Some(ServiceUpdateStatusStateEnum::COMPLETED) => true,
-                Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => {
-                    return Err(EngineError::RolledBack {
-                        service: name.to_string(),
-                        message,
-                        logs: self.service_log_tail(name, 20).await,
-                    });
+            let begun = match put {
+                // The engine starts an update a moment after accepting it: until then the
+                // service still shows the last one (or none), which says nothing about this.
+                ServicePut::Updated { previous } => {
+                    status.started_at.as_ref().map(|t| t.to_string()) != *previous
                 }
-                Some(
-                    ServiceUpdateStatusStateEnum::PAUSED
-                    | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED,
-                ) => {
-                    return Err(EngineError::UpdatePaused {
-                        service: name.to_string(),
-                        message,
-                        logs: self.service_log_tail(name, 20).await,
-                    });
-                }
-                Some(_) => {
-                    last = format!("update in progress: {message}");
-                    false
-                }
+                _ => true,
             };
+            let settled = begun
+                && match status.state {
+                    None
+                    | Some(ServiceUpdateStatusStateEnum::EMPTY)
+                    | Some(ServiceUpdateStatusStateEnum::COMPLETED) => true,
+                    Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => {
+                        return Err(EngineError::RolledBack {
+                            service: name.to_string(),
+                            message,
+                            logs: self.service_log_tail(name, 20).await,
+                        });
+                    }
+                    Some(
+                        ServiceUpdateStatusStateEnum::PAUSED
+                        | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED,
+                    ) => {
+                        return Err(EngineError::UpdatePaused {
+                            service: name.to_string(),
+                            message,
+                            logs: self.service_log_tail(name, 20).await,
+                        });
+                    }
+                    Some(_) => {
+                        last = format!("update in progress: {message}");
+                        false
+                    }
+                };
             if settled {
                 let tasks = self.service_tasks(name).await?;
                 let running = tasks.iter().filter(|t| t.is_running()).count() as u64;

@@ -32,7 +32,11 @@ impl FunctionTemplate {
             format!("{}={FUNCTION_PORT}", env::PORT),
             format!("{}={}", env::MAX_INFLIGHT, self.run.max_inflight),
         ];
-        env_vars.extend(self.platform_env.iter().cloned());
+        // Sorted: the CLI and the scaler read it from different places in different orders,
+        // and equal replicas must have equal specs (on Swarm a different one is a rolling update).
+        let mut platform_env = self.platform_env.clone();
+        platform_env.sort();
+        env_vars.extend(platform_env);
         env_vars.extend(self.run.env.iter().cloned());
         ContainerSpec {
             image: self.image.clone(),

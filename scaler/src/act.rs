@@ -61,6 +61,9 @@ pub struct Actor<E> {
     pub instance: Instance,
     /// What every function container gets from the platform (NATS, store, OTLP).
     pub platform_env: Vec<String>,
+    /// On Swarm: the engine (a manager) whose services run the functions; `engine` is then
+    /// not used. See [`Actor::on_swarm`].
+    swarm: Option<rfa_engine::Engine>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -80,8 +83,64 @@ impl<E: FunctionEngine> Actor<E> {
             metrics,
             instance,
             platform_env,
+            swarm: None,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Acts on Swarm services instead of containers: a function's replicas are its service's
+    /// tasks, `scale_to` sets the service's replica count (the service spec made again from the
+    /// route, so no task is replaced), and an idle pause stops it (replicas 0: Swarm cannot
+    /// pause a task). The gateway finds the tasks by DNS.
+    pub fn on_swarm(mut self, engine: rfa_engine::Engine) -> Actor<E> {
+        self.swarm = Some(engine);
+        self
+    }
+
+    /// On Swarm: runs `replicas` tasks of the route's function and waits until they run. A
+    /// service whose spec is no longer the route's (a deploy is rolling it) is left alone.
+    async fn run_service(
+        &self,
+        services: &rfa_engine::Engine,
+        route: &FunctionRoute,
+        replicas: u32,
+        what: &'static str,
+    ) -> Result<(), ActError> {
+        let template = self.template(route, what)?;
+        let name = rfa_engine::function_service(&self.instance, &route.name);
+        let labels = services
+            .service(&name)
+            .await?
+            .and_then(|s| s.spec)
+            .and_then(|s| s.labels);
+        // The trust boundary holds on Swarm too: a service of that name that is not this
+        // instance's function (labels) is refused, nothing done.
+        if let Some(labels) = &labels
+            && let Err(why) = rfa_engine::check_ours(Some(labels), self.instance.label())
+        {
+            return Err(ActError::Engine(rfa_engine::EngineError::NotOurs {
+                container: name,
+                instance: self.instance.label().to_string(),
+                why,
+            }));
+        }
+        let current = labels.and_then(|l| l.get(rfa_engine::instance::LABEL_SPEC).cloned());
+        if current.is_some_and(|h| h != template.spec_hash()) {
+            return Err(ActError::Redeployed {
+                function: route.name.clone(),
+            });
+        }
+        let put = services
+            .put_service(template.service(u64::from(replicas)))
+            .await?;
+        if let Err(e) = services
+            .wait_service(&name, u64::from(replicas), &put, HEALTH_TIMEOUT)
+            .await
+        {
+            self.metrics.failure(&route.name, what);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     fn lock_of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -152,6 +211,19 @@ impl<E: FunctionEngine> Actor<E> {
             return Ok(WakeReport { was, millis: 0 });
         }
         let started = Instant::now();
+        if let Some(services) = &self.swarm {
+            let n = route.run.as_ref().map_or(1, |r| r.replicas.max(1));
+            self.run_service(services, &route, n, "wake").await?;
+            route.power = Power::Running;
+            // Found again by DNS: the gateway looks the name up when the route is put.
+            route.upstreams.clear();
+            self.gateway.put(&route).await?;
+            let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.metrics
+                .event(&route.name, Direction::Wake, Reason::Demand);
+            tracing::info!(function = %route.name, was = %was, millis, "woke (service)");
+            return Ok(WakeReport { was, millis });
+        }
         let mut replicas = self.routed(&route).await?;
         if replicas.is_empty() {
             // Removed behind rfaas's back (or never kept): run them anew from the record.
@@ -194,7 +266,10 @@ impl<E: FunctionEngine> Actor<E> {
 
     /// Pauses an idle function (the caller decided it is idle; a call arriving meanwhile is
     /// held by the gateway and wakes it).
-    pub async fn pause(&self, _guard: Guard, name: &str) -> Result<(), ActError> {
+    pub async fn pause(&self, guard: Guard, name: &str) -> Result<(), ActError> {
+        if self.swarm.is_some() {
+            return self.stop(guard, name, Reason::Idle).await;
+        }
         let mut route = self.route(name).await?;
         if route.power != Power::Running {
             return Ok(());
@@ -224,6 +299,16 @@ impl<E: FunctionEngine> Actor<E> {
     pub async fn stop(&self, _guard: Guard, name: &str, reason: Reason) -> Result<(), ActError> {
         let mut route = self.route(name).await?;
         if route.power == Power::Stopped {
+            return Ok(());
+        }
+        if let Some(services) = &self.swarm {
+            route.power = Power::Stopped;
+            route.upstreams.clear();
+            self.gateway.put(&route).await?;
+            // Swarm takes each task out of DNS 2 s before its SIGTERM; it drains in its grace.
+            self.run_service(services, &route, 0, "stop").await?;
+            self.metrics.event(name, Direction::Stop, reason);
+            tracing::info!(function = %name, reason = reason.as_str(), "stopped (service)");
             return Ok(());
         }
         let replicas = self.routed(&route).await?;
@@ -263,6 +348,32 @@ impl<E: FunctionEngine> Actor<E> {
                 self.wake_locked(route).await?;
                 self.route(name).await?
             };
+        }
+        if let Some(services) = &self.swarm {
+            let current = route.run.as_ref().map_or(0, |r| r.replicas);
+            if current != n {
+                self.run_service(services, &route, n, "scale").await?;
+                let now = self.route(name).await?;
+                if now.image != route.image || now.deployed_at != route.deployed_at {
+                    return Err(ActError::Redeployed {
+                        function: name.to_string(),
+                    });
+                }
+                route = now;
+                if let Some(run) = route.run.as_mut() {
+                    run.replicas = n;
+                }
+                route.upstreams.clear();
+                self.gateway.put(&route).await?;
+                let direction = if n > current {
+                    Direction::Up
+                } else {
+                    Direction::Down
+                };
+                self.metrics.event(name, direction, reason);
+                tracing::info!(function = %name, from = current, to = n, reason = reason.as_str(), "scaled (service)");
+            }
+            return Ok(route);
         }
         let replicas = self.routed(&route).await?;
         let current = replicas.len();

@@ -21,6 +21,9 @@ pub struct Config {
     /// What a function container gets from the platform (`RFAAS_NATS_URL`, `RFAAS_STORE_URL`,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`), passed on to replicas the scaler starts.
     pub platform_env: Vec<String>,
+    /// `RFAAS_ENGINE_MODE=swarm`: functions are Swarm services (scale = the service's replica
+    /// count; Swarm cannot pause a task, so an idle pause stops it).
+    pub swarm: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,7 @@ impl Config {
                 .text(env::INSTANCE)
                 .unwrap_or_else(|| "default".to_string()),
             platform_env,
+            swarm: vars.text(env::ENGINE_MODE).as_deref() == Some("swarm"),
         })
     }
 }
@@ -83,6 +87,12 @@ mod tests {
         let c = config(&[(env::TOKEN, "t"), (env::NATS_URL, "nats://n:4222")]).unwrap();
         assert_eq!(c.port, rfa_wire::SCALER_PORT);
         assert_eq!(c.instance, "default");
+        assert!(!c.swarm);
+        assert!(
+            config(&[(env::TOKEN, "t"), (env::ENGINE_MODE, "swarm")])
+                .unwrap()
+                .swarm
+        );
         assert_eq!(
             c.platform_env,
             vec!["RFAAS_NATS_URL=nats://n:4222".to_string()]

@@ -63,22 +63,28 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let instance = rfa_engine::Instance::new(Some(config.instance.clone()))?;
     let docker = rfa_engine::Engine::connect().await?;
-    let engine = rfa_engine::Bridge::new(docker, instance.clone(), rfa_engine::Reach::Alias)?;
     let token = rfa_io::Token::new(&config.token, config.token_file.clone());
     let gateway = gateway::Gateway::new(config.gateway_url.clone(), token.clone())?;
-    let actor = Arc::new(Actor::new(
+    let swarm = config.swarm.then(|| docker.clone());
+    let engine = rfa_engine::Bridge::new(docker, instance.clone(), rfa_engine::Reach::Alias)?;
+    let mut actor = Actor::new(
         engine,
         gateway,
         metrics::Metrics::new()?,
         instance,
         config.platform_env.clone(),
-    ));
+    );
+    if let Some(services) = swarm {
+        actor = actor.on_swarm(services);
+    }
+    let actor = Arc::new(actor);
     token
         .reload_on_sighup()
         .context("cannot listen for SIGHUP")?;
     tracing::info!(
         addr = %listener.local_addr()?,
         instance = %config.instance,
+        swarm = config.swarm,
         gateway = %config.gateway_url,
         "rfa-scaler listening"
     );

@@ -297,6 +297,20 @@ impl InnerEngine {
         Ok(())
     }
 
+    /// The group id of this engine's socket (`/var/run/docker.sock` inside its container), read
+    /// through `/proc/<pid>/root` on the host: what `startFaas --engine-socket-gid` needs to give
+    /// the scaler the socket (the harness runs as root).
+    pub fn socket_gid(&self) -> Result<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let pid = run(
+            host().args(["inspect", "-f", "{{.State.Pid}}", &self.container_id]),
+            CLI_TIMEOUT,
+        )?;
+        let path = format!("/proc/{}/root/var/run/docker.sock", pid.trim());
+        let meta = std::fs::metadata(&path).with_context(|| format!("cannot stat {path}"))?;
+        Ok(meta.gid())
+    }
+
     /// The container's memory use as `docker stats` shows it (inner containers included).
     pub fn memory_usage(&self) -> Result<String> {
         Ok(run(

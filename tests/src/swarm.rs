@@ -46,8 +46,23 @@ impl SwarmPlatform {
         })
     }
 
-    /// `proxyCli startFaas --swarm --port <port> <extra>` against the manager.
+    /// `proxyCli startFaas --swarm --port <port> --engine-socket-gid <gid> <extra>` against the
+    /// manager: the platform with its scaler.
     pub fn start_faas(&mut self, extra: &[&str]) -> Run {
+        let gid = self
+            .manager
+            .socket_gid()
+            .expect("the manager's socket group")
+            .to_string();
+        let mut args = vec!["--engine-socket-gid", gid.as_str()];
+        args.extend_from_slice(extra);
+        self.start_faas_without_scaler(&args)
+    }
+
+    /// `proxyCli startFaas --swarm --port <port> <extra>` against the manager: without
+    /// `--engine-socket-gid` the CLI cannot tell the group of a remote engine's socket, so the
+    /// platform runs without its scaler.
+    pub fn start_faas_without_scaler(&mut self, extra: &[&str]) -> Run {
         let host = self.manager.docker_host();
         let mut args = vec!["--swarm"];
         args.extend_from_slice(extra);

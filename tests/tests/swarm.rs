@@ -365,8 +365,6 @@ async fn rolling_update_scale_and_rollback_fail_no_call() {
         "calls reached all five replicas: {:?}",
         load.hosts.lock().unwrap()
     );
-    let run = s.cli(&["scale", "echo", "0"]).failed();
-    assert!(run.output().contains("cannot be scaled to 0"), "{run}");
 
     // A task killed mid-traffic: replaced; calls go on (at most the ones it held fail), none
     // hangs.
@@ -432,7 +430,8 @@ async fn a_second_node_gets_images_from_rfaas_and_serves() {
     assert_ne!(run.code, 0, "{run}");
     assert!(run.output().contains("swarm worker"), "{run}");
 
-    s.start_faas(&["--node-engine", &worker_host]).ok();
+    s.start_faas_without_scaler(&["--node-engine", &worker_host])
+        .ok();
     let mut entry = echo_entry("echo");
     entry["replicas"] = json!(2);
     let (_d, file) = deploy_file(json!([entry]));
@@ -453,6 +452,10 @@ async fn a_second_node_gets_images_from_rfaas_and_serves() {
         s.workers[0].docker(&["image", "inspect", image]).is_ok(),
         "rfaas copied {image} to the worker"
     );
+    // No scaler runs (no --engine-socket-gid): the CLI sets counts itself, and refuses 0
+    // (nothing would start the function again on its next call).
+    let run = s.cli(&["scale", "echo", "0"]).failed();
+    assert!(run.output().contains("cannot be scaled to 0"), "{run}");
     let per_node = s.tasks_per_node("echo");
     assert_eq!(per_node[s.workers[0].name()], 1, "{per_node:?}");
     assert_eq!(per_node[s.manager.name()], 1, "{per_node:?}");
@@ -520,4 +523,68 @@ async fn a_second_node_gets_images_from_rfaas_and_serves() {
         .unwrap();
     assert_eq!(v["version"], "", "the old version keeps serving");
     drop(worker);
+}
+
+#[tokio::test]
+async fn the_scaler_drives_service_replicas_and_a_call_wakes_a_stopped_function() {
+    let Some(mut s) = SwarmPlatform::new("sw-autoscale", 0) else {
+        return;
+    };
+    s.start_faas(&[]).ok();
+    let services = s
+        .manager
+        .docker(&["service", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    assert!(services.contains(&s.object("rfa-scaler")), "{services}");
+    let mut entry = echo_entry("echo");
+    entry["scale"] =
+        json!({"min": 0, "max": 3, "targetInflight": 2, "idleStop": "6s", "scaleInDelay": "3s"});
+    let (_d, file) = deploy_file(json!([entry]));
+    s.cli(&["deploy", file.to_str().unwrap()]).ok();
+
+    // 6 callers of a 300 ms call: the scaler adds tasks until each has about 2.
+    let load = Load::start(s.url("/functions/echo/slow?ms=300"), 6);
+    eventually(SETTLE, "3 tasks under load", || async {
+        let rows = details(&s);
+        (rows[0]["replicas"]["ready"] == 3).then_some(())
+    })
+    .await;
+    let report = load.failure_report();
+    let (ok, failures) = load.stop().await;
+    assert!(failures.is_empty(), "{report}");
+    assert!(ok > 20, "{ok}");
+
+    // Idle: stopped (Swarm cannot pause a task), no task left.
+    eventually(SETTLE, "echo stopped when idle", || async {
+        let rows = details(&s);
+        (rows[0]["power"] == "stopped" && rows[0]["replicas"]["ready"] == 0).then_some(())
+    })
+    .await;
+    // The next call is held, wakes it, and is answered.
+    let t = Instant::now();
+    let r = http()
+        .get(s.url("/functions/echo/hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eprintln!("cold wake of a stopped service: {:?}", t.elapsed());
+    let rows = details(&s);
+    assert_eq!(rows[0]["power"], "running", "{rows:?}");
+    assert!(
+        rows[0]["replicas"]["ready"].as_u64().unwrap() >= 1,
+        "{rows:?}"
+    );
+
+    // scale goes through the gateway and the scaler, 0 included.
+    s.cli(&["scale", "echo", "2"]).ok();
+    assert_eq!(details(&s)[0]["replicas"]["ready"], 2);
+    s.cli(&["scale", "echo", "0"]).ok();
+    assert_eq!(details(&s)[0]["power"], "stopped");
+    let r = http()
+        .get(s.url("/functions/echo/again"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -71,6 +71,9 @@ pub mod env {
     /// The platform instance's label value (`default` or the `--instance` name), for the scaler:
     /// it acts only on containers carrying it.
     pub const INSTANCE: &str = "RFAAS_INSTANCE";
+    /// The scaler: `swarm` when the instance runs on Docker Swarm (functions are services),
+    /// anything else or unset for containers on one engine.
+    pub const ENGINE_MODE: &str = "RFAAS_ENGINE_MODE";
 }
 
 /// HTTP header names used across rfaas (OpenFaaS spellings where one exists).

@@ -26,7 +26,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     check_name(&args.name, &flag)?;
     let n = parse_count(&args.replicas)?;
     let p = Platform::connect(instance).await?;
-    if p.swarm {
+    // On Swarm without a scaler (its engine socket's group was not known), the CLI sets the
+    // service's count itself.
+    if p.swarm && p.engine.service(&instance.scaler()).await?.is_none() {
         scale_swarm(&p, &args.name, n, &flag).await?;
         println!("{}", done(&args.name, n));
         return Ok(());
@@ -41,9 +43,10 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
 async fn scale_swarm(p: &Platform, name: &str, n: u32, flag: &str) -> anyhow::Result<()> {
     if n == 0 {
         bail!(
-            "on Swarm a function cannot be scaled to 0: no scaler runs there to start it again on \
-             its next call (docs/SWARM.md). Scale it to 1 or more, or remove it with `proxyCli \
-             stop {name}{flag}`"
+            "this Swarm platform runs no scaler to start a function again on its next call, so it \
+             cannot be scaled to 0: scale it to 1 or more, remove it with `proxyCli stop \
+             {name}{flag}`, or start the platform with --engine-socket-gid <gid of the manager's \
+             /var/run/docker.sock> so the scaler runs (docs/SWARM.md)"
         );
     }
     let routes = p.gateway.list().await?;

@@ -73,6 +73,11 @@ pub struct Args {
     /// on this node and the ones given here.
     #[arg(long = "node-engine", value_name = "URL")]
     pub node_engines: Vec<String>,
+    /// On Swarm when DOCKER_HOST is not this machine's socket: the group id of the manager's
+    /// /var/run/docker.sock, which the scaler (the one container with the socket) is given.
+    /// Without it the platform runs without the scaler there.
+    #[arg(long, value_name = "GID")]
+    pub engine_socket_gid: Option<u32>,
     /// Replace the admin token with a new one: the token file gets it, the running gateway
     /// reloads it without a restart, and the old token is refused from then on.
     #[arg(long)]
@@ -102,6 +107,7 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes,
         swarm: args.swarm.then_some(true),
         node_engines: (!args.node_engines.is_empty()).then(|| args.node_engines.clone()),
+        engine_socket_gid: args.engine_socket_gid,
     };
     let (wanted, setting_changes) = settings::resolve(&given, kept.as_ref());
     // Said before anything else can fail: it is about what the user asked for.
@@ -165,8 +171,13 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     let scaler_bin = paths::platform_binary("rfa-scaler")?;
     // The scaler needs the engine's socket; without one it cannot run, and the rest can.
     let scaler_socket = match EngineSocket::of_host() {
-        // On Swarm the CLI sets replica counts itself (docs/SWARM.md): no scaler runs.
-        _ if on_swarm => None,
+        // On Swarm the scaler runs on the manager; its socket's group may be given.
+        _ if on_swarm && settings.kept.engine_socket_gid.is_some() => {
+            settings.kept.engine_socket_gid.map(|gid| EngineSocket {
+                host_path: rfa_engine::ENGINE_SOCKET.to_string(),
+                gid,
+            })
+        }
         Ok(socket) => Some(socket),
         Err(e) => {
             eprintln!(
@@ -229,9 +240,16 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     };
 
     if on_swarm {
-        let changed =
-            crate::swarm::start_platform(&engine, instance, &settings, &images, &token, &progress)
-                .await?;
+        let changed = crate::swarm::start_platform(
+            &engine,
+            instance,
+            &settings,
+            &images,
+            &token,
+            scaler_socket.as_ref(),
+            &progress,
+        )
+        .await?;
         let url = platform::gateway_url(&engine, instance).await?;
         for line in &changed {
             progress.step(line);
