@@ -140,6 +140,21 @@ impl<E: FunctionEngine> Actor<E> {
             self.metrics.failure(&route.name, what);
             return Err(e.into());
         }
+        if replicas > 0 {
+            // A task is in DNS ~50 ms after it is healthy: the gateway finds it by that name,
+            // so the route may say "running" only once the name answers.
+            let discover = rfa_engine::discover_name(&self.instance, &route.name);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if tokio::net::lookup_host(discover.as_str())
+                    .await
+                    .is_ok_and(|mut a| a.next().is_some())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
         Ok(())
     }
 
