@@ -151,6 +151,19 @@ pub struct Desired {
     pub deployed_at: String,
 }
 
+impl Desired {
+    /// What a kept route record says the function's replicas are (its deployment time kept).
+    fn of_route(route: &FunctionRoute) -> Result<Desired, RestoreError> {
+        Ok(Desired {
+            name: route.name.clone(),
+            kind: route.kind,
+            image: route.image.clone(),
+            run: route.run.clone().ok_or(RestoreError::NoRunSpec)?,
+            deployed_at: route.deployed_at.clone(),
+        })
+    }
+}
+
 /// Builds the image for `binary` and rolls the function over to it.
 pub async fn deploy(
     p: &Platform,
@@ -201,15 +214,8 @@ pub async fn scale_swarm(
     if p.engine.service(&service).await?.is_none() {
         return Ok(false);
     }
-    let mut run = route.run.clone().ok_or(RestoreError::NoRunSpec)?;
-    run.replicas = replicas;
-    let desired = Desired {
-        name: route.name.clone(),
-        kind: route.kind,
-        image: route.image.clone(),
-        run,
-        deployed_at: route.deployed_at.clone(),
-    };
+    let mut desired = Desired::of_route(route)?;
+    desired.run.replicas = replicas;
     roll_out_swarm(p, &desired, progress).await?;
     Ok(true)
 }
@@ -229,19 +235,8 @@ async fn roll_out_swarm(p: &Platform, d: &Desired, progress: &Progress) -> anyho
     let template = p.template(d);
     let changed =
         crate::swarm::roll_out(&p.engine, &template, u64::from(d.run.replicas), progress).await?;
-    p.gateway
-        .put(&FunctionRoute {
-            name: d.name.clone(),
-            kind: d.kind,
-            upstreams: Vec::new(),
-            image: d.image.clone(),
-            deployed_at: d.deployed_at.clone(),
-            queue: None,
-            run: Some(d.run.clone()),
-            power: Default::default(),
-            discover: Some(rfa_engine::discover_name(&p.instance, &d.name)),
-        })
-        .await?;
+    let discover = rfa_engine::discover_name(&p.instance, &d.name);
+    register(p, d, Vec::new(), Some(discover)).await?;
     Ok(if changed {
         Outcome::Deployed
     } else {
@@ -277,19 +272,12 @@ pub async fn restore(
     route: &FunctionRoute,
     progress: &Progress,
 ) -> Result<Outcome, RestoreError> {
-    let run = route.run.clone().ok_or(RestoreError::NoRunSpec)?;
+    let desired = Desired::of_route(route)?;
     match p.engine.image_exists(&route.image).await {
         Ok(true) => {}
         Ok(false) => return Err(RestoreError::ImageGone(route.image.clone())),
         Err(e) => return Err(RestoreError::Failed(e.into())),
     }
-    let desired = Desired {
-        name: route.name.clone(),
-        kind: route.kind,
-        image: route.image.clone(),
-        run,
-        deployed_at: route.deployed_at.clone(),
-    };
     roll_out(p, &desired, progress)
         .await
         .map_err(RestoreError::Failed)
@@ -305,7 +293,7 @@ async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Res
         && old.iter().all(|r| r.is_running() && r.spec == spec_hash);
     if unchanged {
         let upstreams = old.iter().map(|r| r.upstream.clone()).collect();
-        register(p, d, upstreams).await?;
+        register(p, d, upstreams, None).await?;
         return Ok(Outcome::Unchanged);
     }
 
@@ -338,7 +326,7 @@ async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Res
     }
 
     let upstreams = new.iter().map(|r| r.upstream.clone()).collect();
-    if let Err(e) = register(p, d, upstreams).await {
+    if let Err(e) = register(p, d, upstreams, None).await {
         discard(p, &new).await;
         return Err(e);
     }
@@ -356,7 +344,14 @@ async fn roll_out(p: &Platform, d: &Desired, progress: &Progress) -> anyhow::Res
     Ok(Outcome::Deployed)
 }
 
-async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::Result<()> {
+/// Puts the function's route: its replicas by `upstreams` (bridge) or by the DNS name
+/// `discover` (Swarm).
+async fn register(
+    p: &Platform,
+    d: &Desired,
+    upstreams: Vec<String>,
+    discover: Option<String>,
+) -> anyhow::Result<()> {
     p.gateway
         .put(&FunctionRoute {
             name: d.name.clone(),
@@ -367,7 +362,7 @@ async fn register(p: &Platform, d: &Desired, upstreams: Vec<String>) -> anyhow::
             queue: None,
             run: Some(d.run.clone()),
             power: Default::default(),
-            discover: None,
+            discover,
         })
         .await
 }

@@ -767,13 +767,22 @@ impl Engine {
             .stderr(true)
             .tail(&n.to_string())
             .build();
-        let mut out = String::new();
-        let mut stream = self.docker.logs(name, Some(options));
-        while let Some(Ok(item)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
-        }
-        out
+        collect_logs(self.docker.logs(name, Some(options))).await
     }
+}
+
+/// A log stream (a container's or a service's) as text, up to its first error.
+pub(crate) async fn collect_logs(
+    stream: impl futures_util::Stream<
+        Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+    >,
+) -> String {
+    let mut out = String::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(Ok(item)) = stream.next().await {
+        out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
+    }
+    out
 }
 
 /// What [`Engine::log_stream`] asks for.

@@ -716,12 +716,7 @@ impl Engine {
             .stderr(true)
             .tail(&n.to_string())
             .build();
-        let mut out = String::new();
-        let mut stream = self.docker.service_logs(name, Some(options));
-        while let Some(Ok(item)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&item.into_bytes()));
-        }
-        out
+        crate::docker::collect_logs(self.docker.service_logs(name, Some(options))).await
     }
 
     /// Waits until service `name` has finished its last update (or never had one) and runs
