@@ -3,6 +3,7 @@
 
 mod builder;
 mod commands;
+mod dns;
 mod functions;
 mod gateway;
 mod images;

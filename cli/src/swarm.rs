@@ -223,6 +223,7 @@ pub async fn start_platform(
         engine.remove_service(&instance.scaler()).await?;
     }
     let pinned = vec![format!("node.labels.{}==true", platform_label(instance))];
+    let mut services = Vec::new();
     for (role, spec) in specs {
         let mut spec: ContainerSpec = spec;
         let mut s = ServiceSettings {
@@ -256,7 +257,9 @@ pub async fn start_platform(
             s.labels.insert(LABEL_SPEC.to_string(), with_token);
         }
         let name = spec.name.clone();
-        let put = engine.put_service(service_spec(&spec, &s)).await?;
+        let service = service_spec(&spec, &s);
+        let put = engine.put_service(service.clone()).await?;
+        services.push((role, service));
         match put {
             ServicePut::Created => changed.push(format!("created service {name}")),
             ServicePut::Updated { .. } | ServicePut::Scaled => {
@@ -283,6 +286,20 @@ pub async fn start_platform(
         .await?
         .context("the gateway's service is gone")?;
     wait_gateway(&url, token).await?;
+    if let Some(repair) = crate::dns::check_and_repair(
+        engine,
+        instance,
+        &url,
+        token,
+        crate::dns::Mode::Swarm {
+            services: &services,
+        },
+        progress,
+    )
+    .await?
+    {
+        changed.push(repair);
+    }
     // Secrets of earlier tokens: the engine refuses to remove one still in use.
     for (name, id) in engine.secrets(&secret_labels).await? {
         if name != secret_name && name.starts_with(&instance.object("rfa-token")) {

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
-    ImageSummary, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointIpamConfig,
+    EndpointSettings, HostConfig, ImageSummary, Ipam, IpamConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -26,6 +27,23 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::error::{EngineError, Result, is_conflict, is_not_found, is_not_modified};
+
+/// How long a container restarted by [`Engine::recreate_network`] has to stop.
+const RESTART_GRACE: Duration = Duration::from_secs(10);
+
+/// A container moved by [`Engine::recreate_network`].
+struct Member {
+    id: String,
+    name: String,
+    /// Whether it had an endpoint on the network (not: detached by an earlier, unfinished move).
+    attached: bool,
+    /// Running or paused: restarted once moved.
+    running: bool,
+    paused: bool,
+    aliases: Vec<String>,
+    /// An address it was given on purpose (kept); others get a new one.
+    fixed_address: Option<String>,
+}
 
 /// A connected Docker engine.
 #[derive(Clone)]
@@ -315,6 +333,180 @@ impl Engine {
             .await
             .map_err(EngineError::api(format!("cannot create network {name}")))?;
         Ok(true)
+    }
+
+    /// Makes bridge network `name` again, as it was, with the same containers on it: every
+    /// container attached to it (running, paused or stopped), and every container matching
+    /// `members` that was made for it but is on no network at all (left so by an earlier
+    /// repair that stopped part way). Keeps the network's driver, labels, options, subnet and gateway, and each
+    /// container's aliases and any address it was given; the others get a new address from the
+    /// same subnet, so every container that ran is restarted (SIGTERM, SIGKILL after 10 s) and
+    /// no connection made on the old network is left hanging. Paused containers are thawed for
+    /// the move and frozen again after their restart. Returns the names of the containers moved.
+    ///
+    /// What it is for: after the engine is switched into or out of swarm mode, its embedded DNS
+    /// answers "no such name" on bridge networks that existed at the time, until they are made
+    /// again (docs/RELIABILITY.md, "DNS repair"). Calls to the containers fail while it runs.
+    pub async fn recreate_network(
+        &self,
+        name: &str,
+        members: HashMap<String, Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let network = match self.docker.inspect_network(name, None).await {
+            Ok(n) => Some(n),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => {
+                return Err(EngineError::api(format!("cannot inspect network {name}"))(
+                    e,
+                ));
+            }
+        };
+        let on_network = HashMap::from([("network".to_string(), vec![name.to_string()])]);
+        let mut candidates = self.list_containers(on_network).await?;
+        for c in self.list_containers(members).await? {
+            let detached = c
+                .network_settings
+                .as_ref()
+                .and_then(|s| s.networks.as_ref())
+                .is_none_or(|n| n.is_empty());
+            let made_for_it = c
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref())
+                == Some(name);
+            if detached && made_for_it && !candidates.iter().any(|k| k.id == c.id) {
+                candidates.push(c);
+            }
+        }
+        // What each container had on the network, read before anything changes.
+        let mut moved = Vec::new();
+        for c in candidates {
+            let Some(id) = c.id else { continue };
+            let Some(info) = self.inspect(&id).await? else {
+                continue;
+            };
+            let endpoint = info
+                .network_settings
+                .as_ref()
+                .and_then(|s| s.networks.as_ref())
+                .and_then(|n| n.get(name))
+                .cloned();
+            let state = info.state.clone().unwrap_or_default();
+            let paused = state.paused == Some(true);
+            let short_id: String = id.chars().take(12).collect();
+            let aliases: Vec<String> = endpoint
+                .as_ref()
+                .and_then(|e| e.aliases.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| *a != short_id)
+                .collect();
+            moved.push(Member {
+                name: info
+                    .name
+                    .as_deref()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or(short_id),
+                id,
+                attached: endpoint.is_some(),
+                running: state.running == Some(true),
+                paused,
+                aliases,
+                fixed_address: endpoint
+                    .and_then(|e| e.ipam_config)
+                    .and_then(|c| c.ipv4_address)
+                    .filter(|a| !a.is_empty()),
+            });
+        }
+        for m in moved.iter().filter(|m| m.paused) {
+            self.unpause(&m.id).await?;
+        }
+        for m in moved.iter().filter(|m| m.attached) {
+            let request = NetworkDisconnectRequest {
+                container: m.id.clone(),
+                force: Some(true),
+            };
+            match self.docker.disconnect_network(name, request).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(EngineError::api(format!(
+                        "cannot disconnect {} from network {name}",
+                        m.name
+                    ))(e));
+                }
+            }
+        }
+        let mut create = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            ..Default::default()
+        };
+        if let Some(n) = network {
+            if let Some(id) = &n.id {
+                match self.docker.remove_network(id).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => {
+                        return Err(EngineError::api(format!("cannot remove network {name}"))(e));
+                    }
+                }
+            }
+            create.driver = n.driver.or(create.driver);
+            create.labels = n.labels;
+            create.options = n.options;
+            create.internal = n.internal;
+            create.attachable = n.attachable;
+            create.enable_ipv6 = n.enable_ipv6.filter(|v| *v);
+            create.ipam = n.ipam.map(|ipam| Ipam {
+                driver: ipam.driver,
+                options: ipam.options,
+                config: ipam.config.map(|configs| {
+                    configs
+                        .into_iter()
+                        .map(|c| IpamConfig {
+                            subnet: c.subnet,
+                            ip_range: c.ip_range,
+                            gateway: c.gateway,
+                            auxiliary_addresses: None,
+                        })
+                        .collect()
+                }),
+            });
+        }
+        self.docker
+            .create_network(create)
+            .await
+            .map_err(EngineError::api(format!("cannot create network {name}")))?;
+        for m in &moved {
+            let request = NetworkConnectRequest {
+                container: m.id.clone(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: (!m.aliases.is_empty()).then(|| m.aliases.clone()),
+                    ipam_config: m.fixed_address.clone().map(|a| EndpointIpamConfig {
+                        ipv4_address: Some(a),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            };
+            self.docker
+                .connect_network(name, request)
+                .await
+                .map_err(EngineError::api(format!(
+                    "cannot connect {} to network {name}",
+                    m.name
+                )))?;
+        }
+        // Connections made on the old network hang (the peers' addresses changed): every
+        // container that ran starts afresh, and reconnects by name.
+        for m in moved.iter().filter(|m| m.running) {
+            self.restart(&m.id, RESTART_GRACE).await?;
+        }
+        for m in moved.iter().filter(|m| m.paused) {
+            self.pause(&m.id).await?;
+        }
+        Ok(moved.into_iter().map(|m| m.name).collect())
     }
 
     /// The networks matching `filters`.
@@ -650,6 +842,17 @@ impl Engine {
             Err(e) if is_not_modified(&e) => Ok(true),
             Err(e) => Err(EngineError::api(format!("cannot stop container {name}"))(e)),
         }
+    }
+
+    /// Restarts a container: SIGTERM, SIGKILL after `grace` (whole seconds), then start.
+    pub async fn restart(&self, name: &str, grace: Duration) -> Result<()> {
+        let options = bollard::query_parameters::RestartContainerOptionsBuilder::default()
+            .t(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+            .build();
+        self.docker
+            .restart_container(name, Some(options))
+            .await
+            .map_err(EngineError::api(format!("cannot restart container {name}")))
     }
 
     /// Freezes every process of a running container (cgroup freezer); its memory stays.

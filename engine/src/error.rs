@@ -44,6 +44,9 @@ pub enum EngineError {
     /// The container is gone.
     #[error("container {0} does not exist (removed meanwhile?)")]
     NotFound(String),
+    /// The Swarm service is gone.
+    #[error("service {0} does not exist (removed meanwhile?)")]
+    ServiceNotFound(String),
     /// A new replica exited before it answered `/healthz`.
     #[error(
         "the new container {name} exited (code {code}) before becoming healthy; its last log \

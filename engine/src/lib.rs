@@ -37,7 +37,7 @@ pub use template::FunctionTemplate;
 
 /// The engine's own types callers read (container and image lists, inspect results), so that
 /// no other crate depends on bollard.
-pub use bollard::models::{ContainerInspectResponse, ContainerSummary, ImageSummary};
+pub use bollard::models::{ContainerInspectResponse, ContainerSummary, ImageSummary, ServiceSpec};
 
 /// The non-root user (and group) every rfaas container runs as; the base image's `passwd`
 /// names it `rfaas`.

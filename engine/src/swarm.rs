@@ -640,6 +640,34 @@ impl Engine {
         })
     }
 
+    /// Replaces every task of service `spec.name` although its spec is unchanged (the spec's
+    /// `force_update` counter one past the running one's), e.g. so that its tasks join the
+    /// network's DNS again. `spec` is sent whole, made afresh by the caller (a spec read back
+    /// loses its health check, see [`Engine::put_service`]). Wait for it with
+    /// [`Engine::wait_service`] and the answer.
+    pub async fn force_update_service(&self, mut spec: ServiceSpec) -> Result<ServicePut> {
+        let name = spec.name.clone().unwrap_or_default();
+        let Some(current) = self.service(&name).await? else {
+            return Err(EngineError::ServiceNotFound(name));
+        };
+        let counter = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.force_update)
+            .unwrap_or(0);
+        spec.task_template
+            .get_or_insert_with(Default::default)
+            .force_update = Some(counter + 1);
+        let previous = current
+            .update_status
+            .and_then(|u| u.started_at)
+            .map(|t| t.to_string());
+        self.update_service(&name, current.version.and_then(|v| v.index), spec)
+            .await?;
+        Ok(ServicePut::Updated { previous })
+    }
+
     async fn update_service(
         &self,
         name: &str,
@@ -736,7 +764,7 @@ impl Engine {
             let service = self
                 .service(name)
                 .await?
-                .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+                .ok_or_else(|| EngineError::ServiceNotFound(name.to_string()))?;
             let status = service.update_status.unwrap_or_default();
             let message = status.message.clone().unwrap_or_default();
             let begun = match put {

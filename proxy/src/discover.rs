@@ -29,6 +29,7 @@ pub trait Resolve: Send + Sync + 'static {
 
 /// The system's resolver (`getaddrinfo`, through tokio): inside a container on an engine's
 /// network, the engine's DNS.
+#[derive(Debug, Clone, Copy)]
 pub struct SystemDns;
 
 impl Resolve for SystemDns {

@@ -10,6 +10,8 @@
 //! - `/system/load` and `/system/scale-function/<name>` are the scaling API ([`scaling`]); a
 //!   call to a paused or stopped function is held while the scaler wakes it ([`wake`]).
 //! - `/store/<path>` is forwarded to the document store, behind the token.
+//! - `/system/health` says whether the platform's names resolve on its network
+//!   ([`dns_health`]; `startFaas` repairs the network when they do not).
 //! - `/healthz` and `/metrics` (OpenFaaS gateway metric names, [`metrics`]).
 //!
 //! The gateway knows nothing about Docker: the CLI tells it where each function's replicas are.
@@ -19,6 +21,7 @@ pub mod async_calls;
 pub mod auth;
 pub mod config;
 pub mod discover;
+pub mod dns_health;
 pub mod error;
 pub mod forward;
 pub mod health;
@@ -68,6 +71,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/async-functions/{name}/{*rest}", any(async_calls::handler))
         .route("/system/functions", get(admin::list))
         .route("/system/load", get(scaling::load))
+        .route(rfa_wire::health::PATH, get(dns_health::handler))
         .route(
             "/system/scale-function/{name}",
             axum::routing::post(scaling::scale_function),

@@ -59,6 +59,10 @@ pub struct InnerEngine {
     container_id: String,
     ip: String,
     engine_id: String,
+    /// The subnet of the engine's own address pool (its user bridges come from it).
+    pool: String,
+    /// Whether the host has a route to `pool` through this engine ([`InnerEngine::route_bridges`]).
+    routed: bool,
 }
 
 impl InnerEngine {
@@ -115,6 +119,8 @@ impl InnerEngine {
             container_id,
             ip: String::new(),
             engine_id: String::new(),
+            pool: pool_subnet(n),
+            routed: false,
         };
         let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
         engine.ip = run(
@@ -157,6 +163,33 @@ impl InnerEngine {
     /// The engine's address on the harness's network (the host reaches it directly).
     pub fn ip(&self) -> &str {
         &self.ip
+    }
+
+    /// Lets the host reach the containers on this engine's own bridge networks at their
+    /// addresses, as it reaches its own engine's (what `proxyCli` does for a bridge-mode platform
+    /// on this engine): a host route to the engine's address pool through its container, and
+    /// forwarding to them allowed in the engine (`DOCKER-USER`). The route goes with the engine.
+    pub fn route_bridges(&mut self) -> Result<()> {
+        run(
+            self.exec()
+                .args(["iptables", "-I", "DOCKER-USER", "-j", "ACCEPT"]),
+            CLI_TIMEOUT,
+        )
+        .context("cannot allow forwarding in the inner engine")?;
+        run(
+            Command::new("ip").args(["route", "replace", &self.pool, "via", &self.ip]),
+            CLI_TIMEOUT,
+        )
+        .context("cannot add a host route to the inner engine's networks")?;
+        self.routed = true;
+        Ok(())
+    }
+
+    /// `docker exec <this engine's container>` on the host engine.
+    fn exec(&self) -> Command {
+        let mut cmd = host();
+        cmd.args(["exec", &self.container_id]);
+        cmd
     }
 
     /// `tcp://<ip>:2375`.
@@ -410,6 +443,15 @@ impl InnerEngine {
 
 impl Drop for InnerEngine {
     fn drop(&mut self) {
+        if self.routed {
+            let del = ["route", "del", &self.pool, "via", &self.ip];
+            if let Err(e) = run(Command::new("ip").args(del), CLI_TIMEOUT) {
+                eprintln!(
+                    "inner engine {}: removing its host route failed: {e:#}",
+                    self.name
+                );
+            }
+        }
         if let Err(e) = run(
             host().args(["rm", "-f", "-v", &self.container_id]),
             CLI_TIMEOUT,
@@ -592,12 +634,13 @@ fn bridge_ip(n: u32) -> String {
 /// The inner engine's own address pool (`--default-address-pool`): a `/20` of 100.96.0.0/11
 /// cut into `/24`s, unique per engine of this process.
 fn address_pool(n: u32) -> String {
+    format!("base={},size=24", pool_subnet(n))
+}
+
+/// The subnet of [`address_pool`]`(n)`.
+fn pool_subnet(n: u32) -> String {
     let chunk = engine_slot(n) % 512;
-    format!(
-        "base=100.{}.{}.0/20,size=24",
-        96 + chunk / 16,
-        (chunk % 16) * 16
-    )
+    format!("100.{}.{}.0/20", 96 + chunk / 16, (chunk % 16) * 16)
 }
 
 /// A number unique per engine of this process, spread over processes by their id.

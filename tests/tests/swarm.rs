@@ -197,6 +197,34 @@ async fn the_readme_flow_runs_on_a_single_node_swarm() {
             "{run}"
         );
     }
+    // The platform's and the functions' names resolve on the overlay (startFaas checks it).
+    let health: Value = http()
+        .get(s.url("/system/health"))
+        .bearer_auth(s.p.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["dns"], "ok", "{health}");
+    for (role, name) in [
+        ("store", s.object("rfa-store")),
+        ("nats", s.object("rfa-nats")),
+        // The gateway calls the scaler by its network alias.
+        ("scaler", "rfa-scaler:".to_string()),
+        ("function", "tasks.rfa-fn-method2".to_string()),
+    ] {
+        let found = health["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["role"] == role && n["name"].as_str().unwrap().starts_with(&name));
+        assert!(
+            found.is_some_and(|n| n["resolves"] == true),
+            "{name} resolves: {health}"
+        );
+    }
     let client = http();
     let r = client
         .get(s.url("/functions/method2"))

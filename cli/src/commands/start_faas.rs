@@ -375,6 +375,22 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         }
     }
 
+    // The names on the network must resolve (they stop doing so after the engine's swarm mode
+    // was switched while the network existed): repaired before the functions are looked at.
+    let url = platform::gateway_url(&engine, instance).await?;
+    if let Some(repair) = crate::dns::check_and_repair(
+        &engine,
+        instance,
+        &url,
+        &token,
+        crate::dns::Mode::Bridge,
+        &progress,
+    )
+    .await?
+    {
+        changed.push(repair);
+    }
+
     // Function replicas stopped on purpose (`docker stop`, `docker kill`) are left down by their
     // restart policy, as the platform's own are: start them again too, unless the scaler
     // stopped them (their route says `power: stopped`; a call wakes them). Their routes and
@@ -395,7 +411,6 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
     }
     let not_restored = restore_functions(&p, routes, &progress, &mut changed).await?;
 
-    let url = platform::gateway_url(&engine, instance).await?;
     let token_path = instance.token_path()?;
     changed.extend(setting_changes.iter().map(|c| format!("changed {c}")));
     if changed.is_empty() {
@@ -603,6 +618,11 @@ async fn check_port_free(
         if running && ours == Some(settings.kept.port) {
             return Ok(());
         }
+    }
+    if crate::swarm::engine_host() != "127.0.0.1" {
+        // An engine on another machine (DOCKER_HOST=tcp://…): this machine's ports say nothing
+        // about its; the engine refuses a port in use when the gateway's container starts.
+        return Ok(());
     }
     let addr = (settings.kept.bind.as_str(), settings.kept.port);
     match std::net::TcpListener::bind(addr) {
