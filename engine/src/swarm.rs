@@ -627,12 +627,7 @@ impl Engine {
             return Ok(ServicePut::Unchanged);
         }
         let only_count = hash(current.spec.as_ref()) == hash(Some(&spec));
-        let previous = current
-            .update_status
-            .and_then(|u| u.started_at)
-            .map(|t| t.to_string());
-        self.update_service(&name, current.version.and_then(|v| v.index), spec)
-            .await?;
+        let previous = self.update_from(&name, current, spec).await?;
         Ok(if only_count {
             ServicePut::Scaled
         } else {
@@ -659,13 +654,25 @@ impl Engine {
         spec.task_template
             .get_or_insert_with(Default::default)
             .force_update = Some(counter + 1);
+        let previous = self.update_from(&name, current, spec).await?;
+        Ok(ServicePut::Updated { previous })
+    }
+
+    /// Sends `spec` as the update of `current` (named `name`); the start time of the update
+    /// before it, which [`Engine::wait_service`] tells this one's from.
+    async fn update_from(
+        &self,
+        name: &str,
+        current: bollard::models::Service,
+        spec: ServiceSpec,
+    ) -> Result<Option<String>> {
         let previous = current
             .update_status
             .and_then(|u| u.started_at)
             .map(|t| t.to_string());
-        self.update_service(&name, current.version.and_then(|v| v.index), spec)
+        self.update_service(name, current.version.and_then(|v| v.index), spec)
             .await?;
-        Ok(ServicePut::Updated { previous })
+        Ok(previous)
     }
 
     async fn update_service(
