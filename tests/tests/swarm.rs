@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rfaas_tests::otlp::Collector;
 use rfaas_tests::swarm::{SETTLE, SwarmPlatform};
 use rfaas_tests::{Platform, Receiver, deploy_file, docker, echo_entry, eventually, http, root};
 use serde_json::{Value, json};
@@ -160,7 +161,10 @@ async fn the_readme_flow_runs_on_a_single_node_swarm() {
     let Some(mut s) = SwarmPlatform::new("sw-readme", 0) else {
         return;
     };
-    let run = s.start_faas(&[]).ok();
+    // Traces go to a collector on this host, as function tasks reach it.
+    let collector = Collector::start().await;
+    let otlp = format!("http://{}:{}", s.host_ip(), collector.port);
+    let run = s.start_faas(&["--otlp-endpoint", &otlp]).ok();
     assert!(run.stdout.contains("rfaas is up on Swarm"), "{run}");
     assert!(run.stdout.contains(&s.url("")), "{run}");
     assert!(run.stdout.contains("every address"), "{run}");
@@ -226,13 +230,31 @@ async fn the_readme_flow_runs_on_a_single_node_swarm() {
         );
     }
     let client = http();
+    let trace = format!("{:032x}", rand::random::<u128>() | 1);
     let r = client
         .get(s.url("/functions/method2"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(r.text().await.unwrap(), "Accepted at method 2\n");
+    // One trace across the gateway and the function's task; the call counted in /metrics.
+    collector
+        .trace(&trace, Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| s.service == "rfa-proxy")
+                && spans
+                    .iter()
+                    .any(|s| s.service.starts_with("rfa-fn-method2"))
+        })
+        .await;
+    let metrics = client.get(s.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics
+            .contains(r#"gateway_function_invocation_total{code="202",function_name="method2"}"#),
+        "{metrics}"
+    );
     // method1 calls method2 through the gateway, by its name on the overlay.
     let r = client
         .post(s.url("/functions/method1"))
