@@ -43,13 +43,17 @@ pub async fn check_and_repair(
     mode: Mode<'_>,
     progress: &Progress,
 ) -> anyhow::Result<Option<String>> {
-    let Some(mut health) = ask(url, token, ASK_TIMEOUT).await? else {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let ask = |timeout| ask(&client, url, token, timeout);
+    let Some(mut health) = ask(ASK_TIMEOUT).await? else {
         return Ok(None);
     };
     if health.dns == DnsState::Broken {
         // A name can be missing for a moment while a service's task starts: ask once more.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        health = ask(url, token, ASK_TIMEOUT).await?.unwrap_or(health);
+        health = ask(ASK_TIMEOUT).await?.unwrap_or(health);
     }
     if health.dns == DnsState::Ok {
         return Ok(None);
@@ -73,12 +77,7 @@ pub async fn check_and_repair(
                     )
                 })?;
             // Everything that ran was restarted: healthy again before anything goes on.
-            for (role, name) in [
-                (Role::Nats, instance.nats()),
-                (Role::Store, instance.store()),
-                (Role::Proxy, instance.proxy()),
-                (Role::Scaler, instance.scaler()),
-            ] {
+            for (role, name) in instance.platform_containers() {
                 if moved.contains(&name) {
                     platform::wait_healthy(engine, instance, role, &name, SERVICE_TIMEOUT).await?;
                 }
@@ -122,7 +121,7 @@ pub async fn check_and_repair(
     };
     let deadline = Instant::now() + REPAIRED_TIMEOUT;
     loop {
-        let health = ask(url, token, ASK_TIMEOUT)
+        let health = ask(ASK_TIMEOUT)
             .await?
             .context("the gateway stopped answering /system/health")?;
         if health.dns == DnsState::Ok {
@@ -155,10 +154,12 @@ fn lost_names(health: &PlatformHealth) -> String {
 
 /// The gateway's `GET /system/health`, retried until `timeout` while it cannot be reached;
 /// `None` when the gateway does not know the route (one older than DNS repair).
-async fn ask(url: &str, token: &str, timeout: Duration) -> anyhow::Result<Option<PlatformHealth>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+async fn ask(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<PlatformHealth>> {
     let deadline = Instant::now() + timeout;
     let target = format!("{url}{}", rfa_wire::health::PATH);
     loop {

@@ -111,6 +111,16 @@ impl Instance {
     pub fn scaler(&self) -> String {
         self.object("rfa-scaler")
     }
+    /// The platform's containers by role, in start order: NATS, the store, the gateway, the
+    /// scaler.
+    pub fn platform_containers(&self) -> [(Role, String); 4] {
+        [
+            (Role::Nats, self.nats()),
+            (Role::Store, self.store()),
+            (Role::Proxy, self.proxy()),
+            (Role::Scaler, self.scaler()),
+        ]
+    }
     /// The scaler's small volume: its admin token file.
     pub fn scaler_volume(&self) -> String {
         self.object("rfa-scaler-data")

@@ -19,22 +19,17 @@ struct InnerPlatform {
 }
 
 impl InnerPlatform {
-    fn env(&self) -> [(&'static str, String); 1] {
-        [("DOCKER_HOST", self.engine.docker_host())]
-    }
-
     /// `proxyCli startFaas --bind <engine address>` on the inner engine (the gateway published
     /// where the host reaches it).
     fn start_faas(&mut self) -> rfaas_tests::Run {
-        let env = self.env();
-        let ip = self.engine.ip().to_string();
+        let (host, ip) = (self.engine.docker_host(), self.engine.ip().to_string());
         self.p
-            .start_faas_env(&["--bind", &ip], &[(env[0].0, env[0].1.as_str())])
+            .start_faas_env(&["--bind", &ip], &[("DOCKER_HOST", host.as_str())])
     }
 
     fn cli(&self, args: &[&str]) -> rfaas_tests::Run {
-        let env = self.env();
-        self.p.cli_env(args, &[(env[0].0, env[0].1.as_str())])
+        let host = self.engine.docker_host();
+        self.p.cli_env(args, &[("DOCKER_HOST", host.as_str())])
     }
 
     fn url(&self, path: &str) -> String {

@@ -638,12 +638,7 @@ async fn check_port_free(
 
 async fn report_partial(engine: &Engine, instance: &Instance, started: &[String], failed: &str) {
     let mut running = Vec::new();
-    for (_, name) in [
-        (Role::Nats, instance.nats()),
-        (Role::Store, instance.store()),
-        (Role::Proxy, instance.proxy()),
-        (Role::Scaler, instance.scaler()),
-    ] {
+    for (_, name) in instance.platform_containers() {
         if let Ok(Some(c)) = engine.inspect(&name).await
             && c.state.and_then(|s| s.running).unwrap_or(false)
         {
