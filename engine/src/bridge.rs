@@ -194,6 +194,45 @@ impl FunctionEngine for Bridge {
         })
     }
 
+    async fn recent_logs(
+        &self,
+        function: &str,
+        tail: usize,
+    ) -> Result<Vec<rfa_wire::dashboard::LogLine>> {
+        use futures_util::StreamExt as _;
+        let mut lines = Vec::new();
+        for replica in self.list(Some(function)).await? {
+            let mut stream = self.engine.log_stream(
+                &replica.container,
+                crate::LogRequest {
+                    follow: false,
+                    tail: Some(tail),
+                    since: None,
+                    timestamps: true,
+                },
+            );
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                if chunk.stderr {
+                    err.extend_from_slice(&chunk.bytes);
+                } else {
+                    out.extend_from_slice(&chunk.bytes);
+                }
+            }
+            for (stderr, bytes) in [(false, out), (true, err)] {
+                lines.extend(crate::replica::stamped_lines(
+                    &replica.container,
+                    stderr,
+                    &String::from_utf8_lossy(&bytes),
+                ));
+            }
+        }
+        // The engine writes every stamp in the same width, so text order is time order.
+        lines.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(lines)
+    }
+
     async fn wait_healthy(&self, replica: &Replica, timeout: Duration) -> Result<()> {
         let name = replica.container.as_str();
         let network = self.instance.network();

@@ -228,11 +228,56 @@ pub trait FunctionEngine: Send + Sync {
         replica: &Replica,
         timeout: Duration,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// The last `tail` log lines of each replica of `function` (running, paused or stopped),
+    /// merged oldest first, each with the replica it came from.
+    fn recent_logs(
+        &self,
+        function: &str,
+        tail: usize,
+    ) -> impl Future<Output = Result<Vec<rfa_wire::dashboard::LogLine>, EngineError>> + Send;
+}
+
+/// Splits a log read with timestamps (`<RFC 3339> <text>` per line) into lines of `replica`.
+/// A line the engine did not stamp keeps an empty time.
+pub fn stamped_lines(replica: &str, stderr: bool, text: &str) -> Vec<rfa_wire::dashboard::LogLine> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (at, text) = match line.split_once(' ') {
+                Some((at, text)) if rfa_wire::time::unix_seconds(at).is_some() => (at, text),
+                _ => ("", line),
+            };
+            rfa_wire::dashboard::LogLine {
+                replica: replica.to_string(),
+                at: at.to_string(),
+                stderr,
+                text: text.trim_end_matches('\r').to_string(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamped_lines_split_time_from_text() {
+        let lines = stamped_lines(
+            "rfa-fn-a-1",
+            true,
+            "2026-12-04T05:00:00.123456789Z hello world\r\n\nno stamp <b>\n",
+        );
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].at, "2026-12-04T05:00:00.123456789Z");
+        assert_eq!(lines[0].text, "hello world");
+        assert!(lines[0].stderr);
+        assert_eq!(
+            (lines[1].at.as_str(), lines[1].text.as_str()),
+            ("", "no stamp <b>")
+        );
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

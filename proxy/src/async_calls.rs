@@ -90,6 +90,35 @@ impl Nats {
         })
     }
 
+    /// Async calls given up and kept on the dead-letter stream, per function (only functions
+    /// with some); `None` when NATS is down. No dead-letter stream yet: none given up.
+    pub async fn dead_counts(&self) -> Option<Vec<rfa_wire::dashboard::DeadCount>> {
+        use futures_util::TryStreamExt as _;
+        let (_, js) = self.get().ok()?;
+        let Ok(stream) = js.get_stream(rfa_wire::subjects::DEAD_STREAM).await else {
+            return Some(Vec::new());
+        };
+        let prefix = rfa_wire::subjects::dead_letter("");
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .ok()?
+            .try_collect()
+            .await
+            .ok()?;
+        let mut counts: Vec<_> = subjects
+            .into_iter()
+            .filter_map(|(subject, n)| {
+                Some(rfa_wire::dashboard::DeadCount {
+                    function: subject.strip_prefix(&prefix)?.to_string(),
+                    calls: n as u64,
+                })
+            })
+            .collect();
+        counts.sort_by(|a, b| a.function.cmp(&b.function));
+        Some(counts)
+    }
+
     /// Whether the gateway can queue calls right now.
     pub fn is_connected(&self) -> bool {
         self.get().is_ok()
@@ -148,7 +177,7 @@ pub async fn enqueue(
     match try_enqueue(state, name, rest, req, span).await {
         Ok(call_id) => {
             span.set_attribute(KeyValue::new("rfaas.call_id", call_id.clone()));
-            state.metrics.async_accepted(name);
+            state.metrics.async_accepted(name, &call_id);
             live.accepted();
             if !power.is_running() {
                 crate::wake::request_wake(state, name, live);

@@ -13,9 +13,13 @@
 //! - `/system/health` says whether the platform's names resolve on its network
 //!   ([`dns_health`]; `startFaas` repairs the network when they do not).
 //! - `/healthz` and `/metrics` (OpenFaaS gateway metric names, [`metrics`]).
+//! - `/ui` is the web dashboard ([`ui`]): static files that read `/system/activity`
+//!   ([`activity`]), `/system/logs/<name>` ([`logs`], relayed from the scaler) and the routes
+//!   above, with the token.
 //!
 //! The gateway knows nothing about Docker: the CLI tells it where each function's replicas are.
 
+pub mod activity;
 pub mod admin;
 pub mod async_calls;
 pub mod auth;
@@ -26,12 +30,14 @@ pub mod error;
 pub mod forward;
 pub mod health;
 pub mod load;
+pub mod logs;
 pub mod metrics;
 pub mod routes;
 pub mod scaler;
 pub mod scaling;
 pub mod server;
 pub mod target;
+pub mod ui;
 pub mod wake;
 
 use std::future::Future;
@@ -54,6 +60,8 @@ pub struct AppState {
     pub client: forward::Client,
     pub metrics: metrics::Metrics,
     pub nats: async_calls::Nats,
+    /// The metrics sampled over the last minutes, for the dashboard.
+    pub samples: activity::Samples,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -71,6 +79,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/async-functions/{name}/{*rest}", any(async_calls::handler))
         .route("/system/functions", get(admin::list))
         .route("/system/load", get(scaling::load))
+        .route(rfa_wire::dashboard::ACTIVITY_PATH, get(activity::handler))
+        .route("/system/logs/{name}", get(logs::handler))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route(rfa_wire::health::PATH, get(dns_health::handler))
         .route(
             "/system/scale-function/{name}",
@@ -111,8 +124,10 @@ pub async fn run(
         routes,
         metrics,
         nats,
+        samples: activity::Samples::default(),
     });
     discover::spawn(state.clone(), discover::SystemDns);
+    activity::spawn(state.clone());
     state
         .token
         .reload_on_sighup()

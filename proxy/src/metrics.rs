@@ -20,7 +20,9 @@
 //! gateway already wrote are dropped from it, and it is left out (logged) when the scaler does not
 //! answer within [`SCALER_METRICS_TIMEOUT`].
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -32,6 +34,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use rfa_wire::dashboard::RecentCall;
 use rfa_wire::route::{FunctionRoute, Power};
 
 use crate::SharedState;
@@ -68,6 +71,32 @@ pub struct Metrics {
     pub connections_max: IntGauge,
     /// Connections refused with `503` because the cap was reached.
     pub connections_rejected: IntCounter,
+    /// The last calls answered, newest at the back (for the dashboard).
+    recent: Mutex<VecDeque<RecentCall>>,
+}
+
+/// How many answered calls [`Metrics::recent`] keeps.
+pub const RECENT_CALLS: usize = 100;
+
+/// The totals of one function's calls at one moment, summed over status codes: what
+/// [`crate::activity`] diffs into a series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunctionTotals {
+    pub calls: u64,
+    pub errors: u64,
+    /// Cumulative counts per bucket of `gateway_functions_seconds`, in [`Snapshot::bounds`]
+    /// order (the `+Inf` bucket is `calls_timed`).
+    pub buckets: Vec<u64>,
+    /// Calls with a latency observed (all but those never forwarded for want of a route).
+    pub calls_timed: u64,
+}
+
+/// Every function's totals at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Upper bounds of the latency buckets, in seconds.
+    pub bounds: Vec<f64>,
+    pub functions: std::collections::HashMap<String, FunctionTotals>,
 }
 
 impl Metrics {
@@ -158,7 +187,69 @@ impl Metrics {
             connections,
             connections_max,
             connections_rejected,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_CALLS)),
         })
+    }
+
+    fn remember(&self, call: RecentCall) {
+        // A poisoned lock only means another request panicked mid-push: the ring is still whole.
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_CALLS {
+            recent.pop_front();
+        }
+        recent.push_back(call);
+    }
+
+    /// The last calls answered, newest first.
+    pub fn recent(&self) -> Vec<RecentCall> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
+    /// Every function's call totals now, from `gateway_function_invocation_total` and
+    /// `gateway_functions_seconds`.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let function_of = |m: &prometheus::proto::Metric| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == "function_name")
+                .map(|l| l.value().to_string())
+        };
+        let code_of = |m: &prometheus::proto::Metric| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == "code")
+                .and_then(|l| l.value().parse::<u16>().ok())
+                .unwrap_or(0)
+        };
+        for family in self.invocations.collect() {
+            for m in family.get_metric() {
+                let Some(name) = function_of(m) else { continue };
+                let totals = snapshot.functions.entry(name).or_default();
+                let n = m.get_counter().get_value() as u64;
+                totals.calls += n;
+                if code_of(m) >= 500 {
+                    totals.errors += n;
+                }
+            }
+        }
+        for family in self.seconds.collect() {
+            for m in family.get_metric() {
+                let Some(name) = function_of(m) else { continue };
+                let h = m.get_histogram();
+                if snapshot.bounds.is_empty() {
+                    snapshot.bounds = h.get_bucket().iter().map(|b| b.upper_bound()).collect();
+                }
+                let totals = snapshot.functions.entry(name).or_default();
+                totals.buckets.resize(snapshot.bounds.len(), 0);
+                for (sum, b) in totals.buckets.iter_mut().zip(h.get_bucket()) {
+                    *sum += b.cumulative_count();
+                }
+                totals.calls_timed += h.get_sample_count();
+            }
+        }
+        snapshot
     }
 
     pub fn started(&self, function: &str) {
@@ -166,6 +257,14 @@ impl Metrics {
     }
 
     pub fn invocation(&self, function: &str, code: u16, elapsed: Option<Duration>) {
+        self.remember(RecentCall {
+            at_ms: rfa_wire::time::unix_millis(),
+            function: function.to_string(),
+            kind: "sync".to_string(),
+            status: code,
+            millis: elapsed.map(|e| e.as_secs_f64() * 1000.0),
+            call_id: None,
+        });
         let code = code.to_string();
         self.invocations
             .with_label_values(&[function, code.as_str()])
@@ -177,11 +276,27 @@ impl Metrics {
         }
     }
 
-    pub fn async_accepted(&self, function: &str) {
+    pub fn async_accepted(&self, function: &str, call_id: &str) {
+        self.remember(RecentCall {
+            at_ms: rfa_wire::time::unix_millis(),
+            function: function.to_string(),
+            kind: "async".to_string(),
+            status: 202,
+            millis: None,
+            call_id: Some(call_id.to_string()),
+        });
         self.async_accepted.with_label_values(&[function]).inc();
     }
 
     pub fn async_rejected(&self, function: &str, code: u16) {
+        self.remember(RecentCall {
+            at_ms: rfa_wire::time::unix_millis(),
+            function: function.to_string(),
+            kind: "async".to_string(),
+            status: code,
+            millis: None,
+            call_id: None,
+        });
         self.async_rejected
             .with_label_values(&[function, code.to_string().as_str()])
             .inc();
@@ -396,7 +511,7 @@ mod tests {
         m.started("method2");
         m.invocation("method2", 202, Some(Duration::from_millis(3)));
         m.set_service_counts(&[route("method2", 2)]);
-        m.async_accepted("method2");
+        m.async_accepted("method2", "c1");
         let text = String::from_utf8(m.render(&[("method2".into(), 4)], None)).unwrap();
         for line in [
             "# TYPE gateway_function_invocation_started untyped",

@@ -36,6 +36,8 @@ pub enum ActError {
     NotDeployed(String),
     #[error("{0}")]
     Gateway(#[from] GatewayError),
+    #[error("the scaler cannot {0} on Docker Swarm yet")]
+    NotOnSwarm(&'static str),
     #[error("the engine: {0}")]
     Engine(#[from] rfa_engine::EngineError),
     #[error(
@@ -95,6 +97,21 @@ impl<E: FunctionEngine> Actor<E> {
     pub fn on_swarm(mut self, engine: rfa_engine::Engine) -> Actor<E> {
         self.swarm = Some(engine);
         self
+    }
+
+    /// The last `tail` log lines of each replica of `name`, oldest first. Not on Swarm, where
+    /// the tasks run on other nodes' engines ([`ActError::NotOnSwarm`]).
+    pub async fn recent_logs(
+        &self,
+        name: &str,
+        tail: usize,
+    ) -> Result<Vec<rfa_wire::dashboard::LogLine>, ActError> {
+        if self.swarm.is_some() {
+            return Err(ActError::NotOnSwarm(
+                "read a function's logs (use `docker service logs` on a manager)",
+            ));
+        }
+        Ok(self.engine.recent_logs(name, tail).await?)
     }
 
     /// On Swarm: runs `replicas` tasks of the route's function and waits until they run. A

@@ -1,5 +1,6 @@
 //! The scaler's HTTP API on the instance's private network: the gateway asks it to wake a
-//! function and relays `proxyCli scale`. Both need the platform's admin token.
+//! function, relays `proxyCli scale`, and relays the dashboard's log view (read only, this
+//! instance's function containers only). All need the platform's admin token.
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ fn failed(e: ActError) -> Response {
         ActError::NotDeployed(_) => StatusCode::NOT_FOUND,
         ActError::TooMany(_) => StatusCode::BAD_REQUEST,
         ActError::Redeployed { .. } => StatusCode::CONFLICT,
+        ActError::NotOnSwarm(_) => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     problem(status, e.to_string())
@@ -74,6 +76,35 @@ pub async fn wake<E: FunctionEngine + 'static>(
         Ok(report) => Json(report).into_response(),
         Err(e) => {
             tracing::error!(function = %name, error = %e, "cannot wake");
+            failed(e)
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LogQuery {
+    tail: Option<usize>,
+}
+
+/// `GET /logs/<name>?tail=N`: the function's last log lines from every replica, as
+/// `[LogLine]`, oldest first (the gateway relays it as `GET /system/logs/<name>`).
+pub async fn logs<E: FunctionEngine + 'static>(
+    State(api): State<Api<E>>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LogQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse(&api, &headers, &name) {
+        return refused;
+    }
+    let tail = query
+        .tail
+        .unwrap_or(rfa_wire::dashboard::DEFAULT_LOG_TAIL)
+        .clamp(1, rfa_wire::dashboard::MAX_LOG_TAIL);
+    match api.actor.recent_logs(&name, tail).await {
+        Ok(lines) => Json(lines).into_response(),
+        Err(e) => {
+            tracing::warn!(function = %name, error = %e, "cannot read the logs");
             failed(e)
         }
     }

@@ -52,6 +52,7 @@ pub fn router<E: FunctionEngine + 'static>(api: http::Api<E>) -> Router {
         )
         .route("/wake/{name}", post(http::wake::<E>))
         .route("/scale/{name}", post(http::scale::<E>))
+        .route("/logs/{name}", get(http::logs::<E>))
         .with_state(api)
 }
 

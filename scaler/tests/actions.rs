@@ -48,6 +48,14 @@ impl FakeEngine {
 }
 
 impl FunctionEngine for FakeEngine {
+    async fn recent_logs(
+        &self,
+        function: &str,
+        _tail: usize,
+    ) -> Result<Vec<rfa_wire::dashboard::LogLine>, EngineError> {
+        self.did(&format!("logs {function}"));
+        Ok(Vec::new())
+    }
     async fn list(&self, _function: Option<&str>) -> Result<Vec<Replica>, EngineError> {
         Ok(vec![replica()])
     }

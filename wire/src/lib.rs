@@ -5,6 +5,7 @@
 //!
 //! This crate knows no I/O: it holds names, shapes and validation rules only.
 
+pub mod dashboard;
 pub mod health;
 pub mod names;
 pub mod problem;

@@ -24,6 +24,14 @@ pub fn now() -> String {
     rfc3339_millis(SystemTime::now())
 }
 
+/// Milliseconds since the epoch, now (0 if the clock is before 1970).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// Seconds since the epoch of an RFC 3339 timestamp (`2024-05-01T12:34:56.789123456Z`, or
 /// with an offset like `+02:00`); the fraction is dropped. `None` if it is not one, or before
 /// 1970 (Docker writes `0001-01-01T00:00:00Z` for "never").
