@@ -285,11 +285,15 @@ function renderDetail() {
     { values: points.map((p) => (p.p99Ms === undefined ? 0 : p.p99Ms)), cls: "s2" },
   ]);
   const last = points[points.length - 1];
+  const sampled = state.activity && state.activity.functions.length > 0;
   $("chart-legend").textContent = last
     ? "last " + secs + " s: " + last.calls + " calls, " + last.errors + " errors" +
       (last.p50Ms !== undefined ? ", p50 " + last.p50Ms + " ms, p99 " + last.p99Ms + " ms" : "") +
-      " — the last " + Math.round((points.length * secs) / 60) + " min, one point per " + secs + " s"
-    : "no samples yet (one every " + secs + " s)";
+      " — the last " + Math.max(1, Math.round((points.length * secs) / 60)) + " min, one point per " +
+      secs + " s"
+    : sampled
+      ? "no calls answered since the gateway started (or not yet sampled: one sample every " + secs + " s)"
+      : "no samples yet (one every " + secs + " s)";
 }
 
 function select(name) {

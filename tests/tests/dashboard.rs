@@ -38,7 +38,14 @@ async fn dashboard_signs_in_shows_and_operates_the_platform_in_a_real_browser() 
         "{csp}"
     );
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
-    // Its data is behind the token.
+    // Its data is behind the token, and the log route says what is wrong with a request.
+    let logs_of = |path: &str| http().get(p.url(path)).bearer_auth(&token).send();
+    let unknown = logs_of("/system/logs/nosuch").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
     for path in ["/system/activity", "/system/logs/x", "/system/functions"] {
         let r = http().get(p.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
@@ -93,6 +100,14 @@ async fn dashboard_signs_in_shows_and_operates_the_platform_in_a_real_browser() 
         |t| t.contains("method2") && t.contains("echo"),
     )
     .await;
+
+    for tail in ["0", "x", "1001"] {
+        let r = logs_of(&format!("/system/logs/echo?tail={tail}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "tail={tail}");
+        assert!(r.text().await.unwrap().contains("from 1 to 1000"));
+    }
 
     // Calls made with curl raise the counter on the page.
     let before = calls(&b, "method2").await;
@@ -223,7 +238,11 @@ async fn dashboard_signs_in_shows_and_operates_the_platform_in_a_real_browser() 
     b.click("#confirm-no").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.text("#scale-status").await, "echo now has 2 replicas");
-    assert!(b.text("tr[data-function='echo']").await.contains("2 / 2 running"));
+    assert!(
+        b.text("tr[data-function='echo']")
+            .await
+            .contains("2 / 2 running")
+    );
     b.click("#stop").await;
     b.click("#confirm-yes").await;
     b.wait_text(
