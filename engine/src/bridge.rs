@@ -202,8 +202,15 @@ impl FunctionEngine for Bridge {
         use futures_util::StreamExt as _;
         let mut lines = Vec::new();
         for replica in self.list(Some(function)).await? {
+            // By the id the listing read (as every other operation acts on), not a name that
+            // could meanwhile name another container.
+            let target = if replica.id.is_empty() {
+                &replica.container
+            } else {
+                &replica.id
+            };
             let mut stream = self.engine.log_stream(
-                &replica.container,
+                target,
                 crate::LogRequest {
                     follow: false,
                     tail: Some(tail),

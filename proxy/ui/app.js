@@ -197,7 +197,8 @@ function renderFunctions() {
   $("functions-table").hidden = fns.length === 0;
   const rows = fns.map((f) => {
     const load = state.load.get(f.name) || {};
-    const desired = f.run ? f.run.replicas : "?";
+    // Desired: as last deployed or scaled; a route recorded before rfaas kept it: as registered.
+    const desired = f.run ? f.run.replicas : f.upstreams.length;
     const power = f.power || "running";
     const tr = el("tr");
     tr.dataset.function = f.name;
