@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use rfa_wire::dashboard::{DEFAULT_LOG_TAIL, MAX_LOG_TAIL};
 
-use crate::scaler::{self, CallError};
+use crate::scaler;
 use crate::{ProxyError, SharedState, auth};
 
 /// Longest the gateway waits for the scaler to read the logs.
@@ -56,27 +56,8 @@ pub async fn handler(
         LOGS_TIMEOUT,
     )
     .await
-    .map_err(|e| match e {
-        CallError::NotConfigured => ProxyError::ScalerNotConfigured { action },
-        CallError::Unreachable { .. } => ProxyError::ScalerUnavailable {
-            action,
-            reason: e.to_string(),
-        },
-        CallError::Timeout(t) => ProxyError::ScalerTimeout {
-            action,
-            seconds: t.as_secs(),
-        },
-    })?;
-    let mut response = (answer.status, answer.body).into_response();
-    let content_type = answer
-        .headers
-        .get(header::CONTENT_TYPE)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
-    Ok(response)
+    .map_err(|e| e.refusing(action))?;
+    Ok(answer.relay())
 }
 
 #[cfg(test)]

@@ -45,6 +45,26 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// The scaler's answer as the gateway's own: its status and body, its content type (JSON
+    /// when it gave none) and `Retry-After`.
+    pub fn relay(self) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let mut response = (self.status, self.body).into_response();
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, content_type);
+        if let Some(retry) = self.headers.get(header::RETRY_AFTER) {
+            headers.insert(header::RETRY_AFTER, retry.clone());
+        }
+        response
+    }
+}
+
 /// Why there is no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -54,6 +74,25 @@ pub enum CallError {
     Unreachable { url: String, reason: String },
     #[error("the scaler did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
+}
+
+impl CallError {
+    /// The gateway's error for `action` (e.g. "scale function 'x' to 3"), which could not be
+    /// carried out for this reason.
+    pub fn refusing(self, action: String) -> crate::ProxyError {
+        use crate::ProxyError;
+        match self {
+            CallError::NotConfigured => ProxyError::ScalerNotConfigured { action },
+            CallError::Unreachable { .. } => ProxyError::ScalerUnavailable {
+                action,
+                reason: self.to_string(),
+            },
+            CallError::Timeout(t) => ProxyError::ScalerTimeout {
+                action,
+                seconds: t.as_secs(),
+            },
+        }
+    }
 }
 
 /// Sends `method path` to the scaler with the admin token (and `body` as JSON when given),

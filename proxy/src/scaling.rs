@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
 use rfa_wire::scale::{FunctionLoad, MAX_REPLICAS, ScaleRequest};
 
-use crate::scaler::{self, CallError};
+use crate::scaler;
 use crate::{ProxyError, SharedState, auth};
 
 /// Longest `/system/load` waits for JetStream's queue counts; past it they read 0.
@@ -94,33 +94,9 @@ pub async fn scale_function(
         SCALE_TIMEOUT,
     )
     .await
-    .map_err(|e| match e {
-        CallError::NotConfigured => ProxyError::ScalerNotConfigured { action },
-        CallError::Unreachable { .. } => ProxyError::ScalerUnavailable {
-            action,
-            reason: e.to_string(),
-        },
-        CallError::Timeout(t) => ProxyError::ScalerTimeout {
-            action,
-            seconds: t.as_secs(),
-        },
-    })?;
+    .map_err(|e| e.refusing(action))?;
     tracing::info!(function = %name, replicas = n, status = %answer.status, "scale request relayed to the scaler");
-    let mut response = (answer.status, answer.body).into_response();
-    let content_type = answer
-        .headers
-        .get(header::CONTENT_TYPE)
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
-    if let Some(retry) = answer.headers.get(header::RETRY_AFTER) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, retry.clone());
-    }
-    Ok(response)
+    Ok(answer.relay())
 }
 
 /// The body of a scale request, or a 400 that says what is wrong with it.
