@@ -381,3 +381,63 @@ fn p_config(p: &Platform) -> std::path::PathBuf {
         .map(std::path::Path::to_path_buf)
         .expect("the token path is <config>/rfaas/token-<instance>")
 }
+
+/// Issue #18, part 6: `proxyCli logs` of a 3-replica function shows every replica, each line
+/// marked with the one it came from, and `-f` follows all three.
+#[tokio::test]
+async fn logs_of_a_three_replica_function_show_and_follow_all_three() {
+    let p = Platform::start("logs3");
+    let mut echo = echo_entry("echo");
+    echo["replicas"] = json!(3);
+    let (_d, file) = deploy_file(json!([echo]));
+    p.cli(&["deploy", file.to_str().unwrap()]).ok();
+
+    // Each replica's start line, under its own name.
+    let replicas_in = |text: &str, needle: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| l.split_once(" | ").map(|(r, _)| r.to_string()))
+            .collect()
+    };
+    let run = p.cli(&["logs", "echo"]).ok();
+    let started = replicas_in(&run.stdout, "listening");
+    assert_eq!(started.len(), 3, "{run}");
+    assert!(
+        started.iter().all(|r| r.starts_with("rfa-fn-echo")),
+        "{started:?}"
+    );
+
+    // `-f`: lines written after it started arrive from all three (calls are spread round robin).
+    let mut follower = Follower::start(&p, &p_config(&p), &["logs", "-f", "echo"]);
+    eventually(Duration::from_secs(20), "the start lines in -f", || async {
+        (follower.count("listening") >= 3).then_some(())
+    })
+    .await;
+    let client = http();
+    for i in 0..9 {
+        let r = client
+            .post(p.url("/functions/echo/log"))
+            .body(format!("followed-marker-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    eventually(
+        Duration::from_secs(20),
+        "markers from all three replicas",
+        || async {
+            let lines = follower.lines.lock().unwrap().join("\n");
+            (replicas_in(&lines, "followed-marker").len() == 3).then_some(())
+        },
+    )
+    .await;
+    let lines = follower.lines.lock().unwrap().join("\n");
+    assert_eq!(replicas_in(&lines, "followed-marker"), started, "{lines}");
+    assert_eq!(
+        follower.count("followed-marker"),
+        9,
+        "each line once: {lines}"
+    );
+    assert!(follower.running());
+}
