@@ -235,8 +235,8 @@ impl FunctionEngine for Bridge {
                 ));
             }
         }
-        // The engine writes every stamp in the same width, so text order is time order.
-        lines.sort_by(|a, b| a.at.cmp(&b.at));
+        // Stable: lines of one replica with the same stamp keep their order.
+        lines.sort_by_cached_key(|l| crate::docker::log_stamp_sort_key(&l.at));
         Ok(lines)
     }
 

@@ -988,6 +988,22 @@ pub(crate) async fn collect_logs(
     out
 }
 
+/// A log line read with `timestamps` (`2024-05-01T12:34:56.5Z text`) → its stamp and its text;
+/// `None` for a line that does not start with a UTC stamp.
+pub fn split_log_stamp(raw: &str) -> Option<(&str, &str)> {
+    raw.split_once(' ')
+        .filter(|(stamp, _)| stamp.ends_with('Z'))
+}
+
+/// A stamp from [`split_log_stamp`] as a key that sorts in time order. The engine's RFC 3339
+/// stamps drop trailing zeros of the fraction (`.5Z`, `.123456789Z`), so text order is not time
+/// order; the key pads the fraction to 9 digits.
+pub fn log_stamp_sort_key(stamp: &str) -> String {
+    let body = stamp.strip_suffix('Z').unwrap_or(stamp);
+    let (secs, fraction) = body.split_once('.').unwrap_or((body, ""));
+    format!("{secs}.{fraction:0<9}")
+}
+
 /// What [`Engine::log_stream`] asks for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogRequest {

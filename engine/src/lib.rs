@@ -24,7 +24,7 @@ mod template;
 pub use bridge::{Bridge, Reach};
 pub use docker::{
     ContainerFile, ContainerSpec, ENGINE_SOCKET, Engine, EngineSocket, LogChunk, LogRequest,
-    TMPFS_OPTIONS, ip_of, published_port_of,
+    TMPFS_OPTIONS, ip_of, log_stamp_sort_key, published_port_of, split_log_stamp,
 };
 pub use error::{EngineError, Result};
 pub use instance::{Instance, Role};

@@ -244,10 +244,7 @@ pub fn stamped_lines(replica: &str, stderr: bool, text: &str) -> Vec<rfa_wire::d
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|line| {
-            let (at, text) = match line.split_once(' ') {
-                Some((at, text)) if rfa_wire::time::unix_seconds(at).is_some() => (at, text),
-                _ => ("", line),
-            };
+            let (at, text) = crate::docker::split_log_stamp(line).unwrap_or(("", line));
             rfa_wire::dashboard::LogLine {
                 replica: replica.to_string(),
                 at: at.to_string(),
@@ -277,6 +274,17 @@ mod tests {
             (lines[1].at.as_str(), lines[1].text.as_str()),
             ("", "no stamp <b>")
         );
+    }
+
+    #[test]
+    fn log_stamps_sort_in_time_order_whatever_their_fraction_length() {
+        use crate::docker::log_stamp_sort_key as key;
+        // The engine drops trailing zeros: as text, ".1234Z" sorts after ".123456789Z".
+        let earlier = "2026-12-04T05:00:00.1234Z";
+        let later = "2026-12-04T05:00:00.123456789Z";
+        assert!(earlier > later);
+        assert!(key(earlier) < key(later));
+        assert!(key("2026-12-04T05:00:00Z") < key(earlier));
     }
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -18,8 +18,7 @@ const state = {
   activity: null,
   selected: null,
   table: null,
-  cursors: [],
-  failures: 0,
+  next: null,
   timer: null,
   logTimer: null,
   rendered: false,
@@ -136,7 +135,6 @@ async function refresh() {
     state.functions = (functions || []).slice().sort((a, b) => a.name.localeCompare(b.name));
     state.load = new Map((load || []).map((l) => [l.name, l]));
     state.activity = activity;
-    state.failures = 0;
     connection(true);
     render();
   } catch (e) {
@@ -145,7 +143,6 @@ async function refresh() {
       showSignin("The platform's token changed: sign in with the new one.");
       return;
     }
-    state.failures += 1;
     connection(false, e.message);
   }
 }
@@ -508,10 +505,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", () => scaleTo(0, "Stop"));
   $("tables").addEventListener("click", (ev) => {
     const t = ev.target.dataset && ev.target.dataset.table;
-    if (t) {
-      state.cursors = [];
-      loadDocs(t, null);
-    }
+    if (t) loadDocs(t, null);
   });
   $("docs-next").addEventListener("click", () => {
     if (state.next) loadDocs(state.table, state.next);

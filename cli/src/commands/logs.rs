@@ -270,17 +270,13 @@ async fn print_merged(
     Ok(())
 }
 
-/// `2024-05-01T12:34:56.5Z text` → (a sortable stamp, `text`). Docker's RFC 3339 stamps drop
-/// trailing zeros of the fraction, so the fraction is padded to 9 digits for sorting.
+/// `2024-05-01T12:34:56.5Z text` → (a key that sorts in time order, `text`)
+/// ([`rfa_engine::log_stamp_sort_key`]); a line without a stamp → ("", the line).
 fn split_timestamp(raw: &str) -> (String, String) {
-    let Some((stamp, text)) = raw.split_once(' ') else {
-        return (String::new(), raw.to_string());
-    };
-    let Some(body) = stamp.strip_suffix('Z') else {
-        return (String::new(), raw.to_string());
-    };
-    let (secs, fraction) = body.split_once('.').unwrap_or((body, ""));
-    (format!("{secs}.{fraction:0<9}"), text.to_string())
+    match rfa_engine::split_log_stamp(raw) {
+        Some((stamp, text)) => (rfa_engine::log_stamp_sort_key(stamp), text.to_string()),
+        None => (String::new(), raw.to_string()),
+    }
 }
 
 enum Event {
