@@ -88,8 +88,9 @@ pub const DEFAULT_TARGET_INFLIGHT: u32 = 4;
 pub const DEFAULT_IDLE_PAUSE_MS: u64 = 60_000;
 
 /// Variables the platform sets in every function container; a deploy file may not override them.
-const RESERVED_ENV: [&str; 6] = [
+const RESERVED_ENV: [&str; 7] = [
     rfa_wire::env::NATS_URL,
+    rfa_wire::env::GATEWAY_URL,
     rfa_wire::env::STORE_URL,
     rfa_wire::env::FUNCTION_NAME,
     rfa_wire::env::FUNCTION_KIND,

@@ -14,7 +14,7 @@ use rfa_engine::{
     Bridge, ContainerSummary, Engine, FunctionEngine, FunctionTemplate, Reach, Replica,
 };
 use rfa_wire::env;
-use rfa_wire::route::{FunctionKind, FunctionRoute, RunSpec};
+use rfa_wire::route::{FunctionKind, FunctionRoute, PreviousVersion, RunSpec};
 
 use crate::deploy_file::Entry;
 use crate::gateway::Gateway;
@@ -149,6 +149,8 @@ pub struct Desired {
     pub run: RunSpec,
     /// The deployment time the route keeps (a restart keeps the original one).
     pub deployed_at: String,
+    /// The version this one replaced (kept for `rollback`).
+    pub previous: Option<PreviousVersion>,
 }
 
 impl Desired {
@@ -160,7 +162,34 @@ impl Desired {
             image: route.image.clone(),
             run: route.run.clone().ok_or(RestoreError::NoRunSpec)?,
             deployed_at: route.deployed_at.clone(),
+            previous: route.previous.clone(),
         })
+    }
+
+    /// What `route` runs now, as a version to go back to (`None` for a record without its
+    /// run spec).
+    fn current_of(route: &FunctionRoute) -> Option<PreviousVersion> {
+        route.run.clone().map(|run| PreviousVersion {
+            image: route.image.clone(),
+            deployed_at: route.deployed_at.clone(),
+            run,
+        })
+    }
+}
+
+/// The version a deploy of `image` with `run` keeps for rollback: what runs now if the deploy
+/// changes it, else the one kept already (redeploying the same thing loses nothing).
+fn previous_for(
+    current: Option<&FunctionRoute>,
+    image: &str,
+    run: &RunSpec,
+) -> Option<PreviousVersion> {
+    let current = current?;
+    let same = current.image == image && current.run.as_ref() == Some(run);
+    if same {
+        current.previous.clone()
+    } else {
+        Desired::current_of(current).or_else(|| current.previous.clone())
     }
 }
 
@@ -180,19 +209,22 @@ pub async fn deploy(
     )?;
     image.ensure(&p.engine, &p.base, progress).await?;
     progress.done();
+    let run = RunSpec {
+        replicas: entry.replicas,
+        env: entry.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        memory_bytes: entry.memory_bytes,
+        nano_cpus: entry.nano_cpus,
+        pids: i64::from(entry.pids),
+        max_inflight: entry.max_inflight,
+        scale: entry.scale,
+    };
+    let current = p.gateway.get(&entry.name).await?;
     let desired = Desired {
         name: entry.name.clone(),
         kind: entry.kind,
+        previous: previous_for(current.as_ref(), &image.tag, &run),
         image: image.tag.clone(),
-        run: RunSpec {
-            replicas: entry.replicas,
-            env: entry.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            memory_bytes: entry.memory_bytes,
-            nano_cpus: entry.nano_cpus,
-            pids: i64::from(entry.pids),
-            max_inflight: entry.max_inflight,
-            scale: entry.scale,
-        },
+        run,
         deployed_at: rfa_wire::time::now(),
     };
     if p.swarm {
@@ -242,6 +274,47 @@ async fn roll_out_swarm(p: &Platform, d: &Desired, progress: &Progress) -> anyho
     } else {
         Outcome::Unchanged
     })
+}
+
+/// Runs the version `route` keeps as previous again, rolled out like a deploy (new replicas
+/// beside the old, health, the route switched, the old drained; on Swarm a start-first
+/// update); what ran until now becomes the previous version, so a second rollback goes forward
+/// again. Returns the version now serving.
+pub async fn rollback(
+    p: &Platform,
+    route: &FunctionRoute,
+    progress: &Progress,
+) -> anyhow::Result<PreviousVersion> {
+    let Some(previous) = route.previous.clone() else {
+        bail!(
+            "function '{}' has no previous version to roll back to: a version is kept when a \
+             deploy replaces it (its image or settings changed), and '{}' has had no such deploy",
+            route.name,
+            route.name
+        );
+    };
+    if !p.engine.image_exists(&previous.image).await? {
+        bail!(
+            "the previous image of '{}', {}, is no longer on this machine (removed or pruned): \
+             deploy the version you want instead; the current version keeps serving",
+            route.name,
+            previous.image
+        );
+    }
+    let desired = Desired {
+        name: route.name.clone(),
+        kind: route.kind,
+        image: previous.image.clone(),
+        run: previous.run.clone(),
+        deployed_at: rfa_wire::time::now(),
+        previous: Desired::current_of(route),
+    };
+    if p.swarm {
+        roll_out_swarm(p, &desired, progress).await?;
+    } else {
+        roll_out(p, &desired, progress).await?;
+    }
+    Ok(previous)
 }
 
 /// Why a kept function could not be run again after a platform restart.
@@ -363,6 +436,7 @@ async fn register(
             run: Some(d.run.clone()),
             power: Default::default(),
             discover,
+            previous: d.previous.clone(),
         })
         .await
 }
@@ -416,4 +490,55 @@ pub fn by_function(containers: Vec<ContainerSummary>) -> HashMap<String, Vec<Con
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(replicas: u32) -> RunSpec {
+        RunSpec {
+            replicas,
+            env: vec!["V=1".into()],
+            memory_bytes: 128 << 20,
+            nano_cpus: 1_000_000_000,
+            pids: 256,
+            max_inflight: 8,
+            scale: None,
+        }
+    }
+
+    fn route(image: &str, previous: Option<PreviousVersion>) -> FunctionRoute {
+        FunctionRoute {
+            name: "echo".into(),
+            kind: FunctionKind::Http,
+            upstreams: vec![],
+            image: image.into(),
+            deployed_at: "2026-01-01T00:00:00.000Z".into(),
+            queue: None,
+            run: Some(run(1)),
+            power: Default::default(),
+            discover: None,
+            previous,
+        }
+    }
+
+    #[test]
+    fn a_deploy_keeps_what_it_replaces_and_a_redeploy_of_the_same_keeps_the_older() {
+        assert_eq!(previous_for(None, "img:a", &run(1)), None);
+        let current = route("img:a", None);
+        let kept = previous_for(Some(&current), "img:b", &run(1)).unwrap();
+        assert_eq!((kept.image.as_str(), kept.run.replicas), ("img:a", 1));
+        // Settings alone changing is a new version too.
+        let kept = previous_for(Some(&current), "img:a", &run(3)).unwrap();
+        assert_eq!(kept.image, "img:a");
+        // The same image and settings again: the version kept before stays.
+        let older = PreviousVersion {
+            image: "img:0".into(),
+            deployed_at: "2025-12-31T00:00:00.000Z".into(),
+            run: run(2),
+        };
+        let current = route("img:a", Some(older.clone()));
+        assert_eq!(previous_for(Some(&current), "img:a", &run(1)), Some(older));
+    }
 }

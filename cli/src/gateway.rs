@@ -46,6 +46,11 @@ impl Gateway {
         Ok(r.json().await?)
     }
 
+    /// The route of function `name`, if it is deployed.
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<FunctionRoute>> {
+        Ok(self.list().await?.into_iter().find(|r| r.name == name))
+    }
+
     pub async fn put(&self, route: &FunctionRoute) -> anyhow::Result<()> {
         let r = self
             .http

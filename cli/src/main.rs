@@ -6,6 +6,7 @@ mod commands;
 mod dns;
 mod functions;
 mod gateway;
+mod handler_check;
 mod images;
 mod instance;
 mod paths;
@@ -46,6 +47,8 @@ enum Command {
     Details(commands::details::Args),
     /// Remove functions (containers and routes).
     Stop(commands::stop::Args),
+    /// Run the version the last deploy replaced again (zero downtime, like a deploy).
+    Rollback(commands::rollback::Args),
     /// Set a function's replica count now (0 stops it until its next call).
     Scale(commands::scale::Args),
     /// Show a function's logs.
@@ -110,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Details(args) => commands::details::run(&instance, args).await,
         Command::Stop(args) => commands::stop::run(&instance, args).await,
         Command::Scale(args) => commands::scale::run(&instance, args).await,
+        Command::Rollback(args) => commands::rollback::run(&instance, args).await,
         Command::Logs(args) => commands::logs::run(&instance, args).await,
         Command::List => commands::list::run(&instance).await,
         Command::New(args) => commands::new::run(args),

@@ -18,12 +18,55 @@ pub struct Target {
     pub lib: String,
     /// `lib::module::path::name`.
     pub call_path: String,
+    /// An HTTP or async function's signature, where its parts are in the user's file (`None`
+    /// for a mainProcess function): the build tells the compiler's verdict on each part there.
+    pub handler: Option<Signature>,
 }
+
+/// A position in the user's file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Pos {
+    fn of(span: proc_macro2::Span) -> Pos {
+        let start = span.start();
+        Pos {
+            line: start.line,
+            col: start.column + 1,
+        }
+    }
+}
+
+/// An HTTP function's signature as written: its file, its name's position, each argument's type
+/// (as written, and where) and where its return type is.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub file: PathBuf,
+    pub name: Pos,
+    pub args: Vec<(String, Pos)>,
+    pub output: Pos,
+}
+
+impl Signature {
+    /// `file:line:col` of `pos`.
+    pub fn at(&self, pos: Pos) -> String {
+        format!("{}:{}:{}", self.file.display(), pos.line, pos.col)
+    }
+}
+
+/// Most arguments an axum handler takes (axum implements `Handler` for up to 16).
+pub const MAX_ARGS: usize = 16;
 
 pub fn expected(kind: FunctionKind, name: &str) -> String {
     match kind {
         FunctionKind::Main => format!("pub fn {name}(svc: &mut Service)"),
-        _ => format!("pub async fn {name}(req: Request) -> impl IntoResponse"),
+        _ => format!(
+            "pub async fn {name}(<axum extractors, e.g. Json<T>, Path<P>, Query<Q>, HeaderMap, Ctx, \
+             the body one last>) -> impl IntoResponse"
+        ),
     }
 }
 
@@ -117,7 +160,7 @@ pub fn check(
 
     let source = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
-    check_source(&source, &file, name, kind)?;
+    let handler = check_source(&source, &file, name, kind)?;
     let mut call_path = vec![lib.clone()];
     call_path.extend(module);
     call_path.push(name.to_string());
@@ -125,6 +168,7 @@ pub fn check(
         package,
         lib,
         call_path: call_path.join("::"),
+        handler,
     })
 }
 
@@ -170,13 +214,14 @@ fn module_path(lib_file: &Path, file: &Path) -> Option<Vec<String>> {
     Some(parts)
 }
 
-/// Checks the function's shape in `source`.
+/// Checks the function's shape in `source`; for an HTTP or async function, returns where the
+/// parts of its signature are.
 pub fn check_source(
     source: &str,
     file: &Path,
     name: &str,
     kind: FunctionKind,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Signature>> {
     let expected = expected(kind, name);
     let at = |span: proc_macro2::Span| {
         let start = span.start();
@@ -267,21 +312,169 @@ pub fn check_source(
                     at(sig.fn_token.span)
                 );
             }
-            let ok = arg_types.len() == 1 && last_segment(arg_types[0]) == Some("Request".into());
-            if !ok || sig.inputs.len() != 1 {
-                bail!(
-                    "{}: function '{name}' takes ({}); an HTTP function takes one `Request`. Expected: {expected}",
-                    at(if sig.inputs.is_empty() {
-                        sig.ident.span()
-                    } else {
-                        sig.inputs.span()
-                    }),
-                    found_args()
-                );
-            }
+            return check_handler(sig, file, name, &expected).map(Some);
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// What the shape check can tell of an axum handler's arguments without the compiler: no
+/// `self`, no more than [`MAX_ARGS`], each one a type that could be an extractor (not a
+/// reference, a primitive, a slice or an `impl Trait`), and at most one that reads the body,
+/// last. Whether each really is an extractor, the future `Send` and the answer `IntoResponse`
+/// only the compiler knows: the build asks it, argument by argument (see `builder`).
+fn check_handler(
+    sig: &syn::Signature,
+    file: &Path,
+    name: &str,
+    expected: &str,
+) -> anyhow::Result<Signature> {
+    let at = |pos: Pos| format!("{}:{}:{}", file.display(), pos.line, pos.col);
+    if sig.inputs.len() > MAX_ARGS {
+        bail!(
+            "{}: function '{name}' takes {} arguments; an axum handler takes at most {MAX_ARGS}: \
+             group some into one extractor (a struct deriving Deserialize for Query or Json)",
+            at(Pos::of(sig.inputs.span())),
+            sig.inputs.len()
+        );
+    }
+    let mut args = Vec::new();
+    let mut body: Option<(String, Pos)> = None;
+    for (i, input) in sig.inputs.iter().enumerate() {
+        let ty = match input {
+            syn::FnArg::Receiver(r) => bail!(
+                "{}: function '{name}' takes `self`; a function is a free function, not a \
+                 method. Expected: {expected}",
+                at(Pos::of(r.span()))
+            ),
+            syn::FnArg::Typed(t) => &*t.ty,
+        };
+        let pos = Pos::of(ty.span());
+        let text = type_text(ty);
+        if let Some(why) = never_an_extractor(ty) {
+            bail!(
+                "{}: argument {} of '{name}' is `{text}`, which {why}. An argument of an HTTP \
+                 function is an axum extractor (Json<T>, Path<T>, Query<T>, HeaderMap, String, \
+                 Bytes, Request, Ctx, …)",
+                at(pos),
+                i + 1
+            );
+        }
+        if reads_body(ty) {
+            if let Some((first, first_pos)) = &body {
+                bail!(
+                    "{}: function '{name}' takes two extractors that read the request body \
+                     (`{first}` at {} and `{text}` here): the body can be read once, so take \
+                     only one of them, as the last argument",
+                    at(pos),
+                    at(*first_pos)
+                );
+            }
+            body = Some((text.clone(), pos));
+        }
+        args.push((text, pos));
+    }
+    if let Some((text, pos)) = &body
+        && args.last().map(|(_, p)| p) != Some(pos)
+    {
+        bail!(
+            "{}: `{text}` reads the request body, so it must be the last argument of '{name}' \
+             (axum runs the extractors in order and the body one last)",
+            at(*pos)
+        );
+    }
+    let output = match &sig.output {
+        syn::ReturnType::Type(_, ty) => Pos::of(ty.span()),
+        syn::ReturnType::Default => Pos::of(sig.paren_token.span.close()),
+    };
+    Ok(Signature {
+        file: file.to_path_buf(),
+        name: Pos::of(sig.ident.span()),
+        args,
+        output,
+    })
+}
+
+/// Why `ty` can never be an axum extractor, if the shape alone tells.
+fn never_an_extractor(ty: &syn::Type) -> Option<&'static str> {
+    const PRIMITIVES: [&str; 17] = [
+        "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32",
+        "i64", "i128", "isize", "f32", "f64",
+    ];
+    match ty {
+        syn::Type::Reference(r) => Some(if last_segment(&r.elem).as_deref() == Some("Service") {
+            "is a reference: `&mut Service` is what a mainProcess function takes (set \
+                 \"mainProcess\": true in the deploy file)"
+        } else {
+            "is a reference: extractors are owned values (take `String`, not `&str`)"
+        }),
+        syn::Type::ImplTrait(_) => Some("is `impl Trait`, a generic: name the type"),
+        syn::Type::Slice(_) | syn::Type::Array(_) => {
+            Some("is a slice or an array: take `Bytes` or `Json<Vec<T>>`")
+        }
+        syn::Type::Ptr(_)
+        | syn::Type::BareFn(_)
+        | syn::Type::Never(_)
+        | syn::Type::TraitObject(_) => Some("cannot be built from a request"),
+        syn::Type::Path(p)
+            if p.qself.is_none()
+                && p.path.segments.len() == 1
+                && PRIMITIVES.contains(&p.path.segments[0].ident.to_string().as_str()) =>
+        {
+            Some("is a primitive: read it with Path<T> or Query<T>")
+        }
+        syn::Type::Paren(p) => never_an_extractor(&p.elem),
+        syn::Type::Group(g) => never_an_extractor(&g.elem),
+        _ => None,
+    }
+}
+
+/// Whether `ty` is one of axum's extractors that consume the body (`FromRequest`, not
+/// `FromRequestParts`), also inside `Option<…>` or `Result<…, _>`.
+fn reads_body(ty: &syn::Type) -> bool {
+    const BODY: [&str; 9] = [
+        "Json",
+        "String",
+        "Bytes",
+        "Request",
+        "Form",
+        "RawForm",
+        "Multipart",
+        "Body",
+        "BytesMut",
+    ];
+    let syn::Type::Path(p) = ty else {
+        return false;
+    };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let name = last.ident.to_string();
+    if name == "Option" || name == "Result" {
+        if let syn::PathArguments::AngleBracketed(a) = &last.arguments
+            && let Some(syn::GenericArgument::Type(inner)) = a.args.first()
+        {
+            return reads_body(inner);
+        }
+        return false;
+    }
+    BODY.contains(&name.as_str())
+}
+
+/// A type as written, spaced the way rustfmt would (`Json<Greet>`, `Path<(u32, String)>`).
+fn type_text(ty: &syn::Type) -> String {
+    let raw = quote::ToTokens::to_token_stream(ty).to_string();
+    let mut out = String::with_capacity(raw.len());
+    for part in raw.split(' ') {
+        let glue = matches!(part, "<" | ">" | "::" | "," | ")" | "]")
+            || out.ends_with(['<', '(', '[', '&'])
+            || out.ends_with("::");
+        if !out.is_empty() && !glue {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 fn last_segment(ty: &syn::Type) -> Option<String> {
@@ -314,7 +507,9 @@ mod tests {
     use super::*;
 
     fn check(src: &str, kind: FunctionKind) -> Result<(), String> {
-        check_source(src, Path::new("f.rs"), "method2", kind).map_err(|e| e.to_string())
+        check_source(src, Path::new("f.rs"), "method2", kind)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -338,7 +533,7 @@ mod tests {
         assert!(
             e.contains("f.rs:1:1")
                 && e.contains("found: other")
-                && e.contains("pub async fn method2(req: Request)"),
+                && e.contains("pub async fn method2(<axum extractors"),
             "{e}"
         );
         let e = check("\nasync fn method2(req: Request) {}", FunctionKind::Http).unwrap_err();
@@ -350,7 +545,10 @@ mod tests {
             FunctionKind::Http,
         )
         .unwrap_err();
-        assert!(e.contains("takes (_: String, _: u8)"), "{e}");
+        assert!(
+            e.contains("f.rs:1:36") && e.contains("argument 2 of 'method2' is `u8`"),
+            "{e}"
+        );
         let e = check(
             "pub async fn method2(svc: &mut Service) {}",
             FunctionKind::Main,
@@ -364,6 +562,106 @@ mod tests {
         let e = check("pub fn method2() { \"x }", FunctionKind::Main).unwrap_err();
         assert!(e.contains("f.rs:1:") && e.contains("does not end"), "{e}");
         assert_eq!(e.matches("f.rs").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn any_axum_handler_is_accepted_and_its_parts_located() {
+        let src = "use x::*;\n\
+                   pub async fn method2(\n    Path(id): Path<(u32, String)>,\n    \
+                   Query(q): Query<Params>,\n    headers: HeaderMap,\n    ctx: Ctx,\n    \
+                   Json(g): Json<Greet>,\n) -> impl IntoResponse { \"x\" }\n";
+        let sig = check_source(src, Path::new("f.rs"), "method2", FunctionKind::Http)
+            .unwrap()
+            .unwrap();
+        let args: Vec<(&str, usize, usize)> = sig
+            .args
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.line, p.col))
+            .collect();
+        assert_eq!(
+            args,
+            vec![
+                ("Path<(u32, String)>", 3, 15),
+                ("Query<Params>", 4, 15),
+                ("HeaderMap", 5, 14),
+                ("Ctx", 6, 10),
+                ("Json<Greet>", 7, 14),
+            ]
+        );
+        assert_eq!((sig.name.line, sig.name.col), (2, 14));
+        assert_eq!((sig.output.line, sig.output.col), (8, 6));
+        for ok in [
+            "pub async fn method2() -> &'static str { \"x\" }",
+            "pub async fn method2(body: String) -> String { body }",
+            "pub async fn method2(m: Method, b: Option<Json<Value>>) {}",
+            "pub async fn method2(b: Result<Json<V>, JsonRejection>) {}",
+            "pub async fn method2(p: Path<u32>, r: axum::extract::Request) {}",
+        ] {
+            check(ok, FunctionKind::Async).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert!(check("pub fn method2(svc: &mut Service) {}", FunctionKind::Main).is_ok());
+    }
+
+    #[test]
+    fn what_can_never_be_a_handler_is_told_at_its_place() {
+        let e = check(
+            "pub async fn method2(Json(a): Json<A>, body: String) {}",
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("f.rs:1:46")
+                && e.contains("two extractors that read the request body")
+                && e.contains("`Json<A>` at f.rs:1:31"),
+            "{e}"
+        );
+        let e = check(
+            "pub async fn method2(b: Bytes, h: HeaderMap) {}",
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("f.rs:1:25") && e.contains("must be the last argument"),
+            "{e}"
+        );
+        let e = check("pub async fn method2(s: &str) {}", FunctionKind::Http).unwrap_err();
+        assert!(
+            e.contains("f.rs:1:25") && e.contains("is a reference") && e.contains("String"),
+            "{e}"
+        );
+        let e = check(
+            "pub async fn method2(svc: &mut Service) {}",
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(e.contains("mainProcess"), "{e}");
+        let e = check(
+            "pub async fn method2(x: impl FromRequest<()>) {}",
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(e.contains("impl Trait"), "{e}");
+        let e = check("pub async fn method2<T>(x: Json<T>) {}", FunctionKind::Http).unwrap_err();
+        assert!(e.contains("f.rs:1:21") && e.contains("generic"), "{e}");
+        let e = check(
+            "impl X { pub async fn method2(&self) {} }\npub async fn method2(self) {}",
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(e.contains("f.rs:2:22") && e.contains("`self`"), "{e}");
+        let many = (0..17)
+            .map(|i| format!("a{i}: HeaderMap"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let e = check(
+            &format!("pub async fn method2({many}) {{}}"),
+            FunctionKind::Http,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("takes 17 arguments") && e.contains("at most 16"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! CLI (deploy, restore) and the scaler (scale out, wake from stopped).
 
 use rfa_wire::route::{FunctionKind, RunSpec};
-use rfa_wire::{FUNCTION_PORT, env};
+use rfa_wire::{FUNCTION_PORT, PROXY_PORT, env};
 
 use crate::docker::ContainerSpec;
 use crate::instance::{
@@ -23,14 +23,20 @@ pub struct FunctionTemplate {
 }
 
 impl FunctionTemplate {
-    /// The spec every replica shares: image, environment (the function's name, kind, port and
-    /// in-flight limit, then the platform's, then the deploy file's), limits, hardening.
+    /// The spec every replica shares: image, environment (the function's name, kind, port,
+    /// in-flight limit and the gateway's URL, then the platform's, then the deploy file's), limits, hardening.
     fn shared(&self) -> ContainerSpec {
         let mut env_vars = vec![
             format!("{}={}", env::FUNCTION_NAME, self.name),
             format!("{}={}", env::FUNCTION_KIND, self.kind),
             format!("{}={FUNCTION_PORT}", env::PORT),
             format!("{}={}", env::MAX_INFLIGHT, self.run.max_inflight),
+            // Where `Ctx::call` reaches other functions: the gateway, by its name on the network.
+            format!(
+                "{}=http://{}:{PROXY_PORT}",
+                env::GATEWAY_URL,
+                self.instance.proxy()
+            ),
         ];
         // Sorted: the CLI and the scaler read it from different places in different orders,
         // and equal replicas must have equal specs (on Swarm a different one is a rolling update).
@@ -128,6 +134,7 @@ mod tests {
                 "RFAAS_FUNCTION_KIND=http",
                 "RFAAS_PORT=6000",
                 "RFAAS_MAX_INFLIGHT=4",
+                "RFAAS_GATEWAY_URL=http://rfa-proxy-t1:9999",
                 "RFAAS_NATS_URL=nats://rfa-nats-t1:4222",
                 "GREETING=hi",
             ]

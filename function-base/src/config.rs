@@ -43,6 +43,8 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// `RFAAS_STORE_URL`, the document store's base URL.
     pub store_url: Option<String>,
+    /// `RFAAS_GATEWAY_URL`, where [`crate::Ctx::call`] reaches other functions.
+    pub gateway_url: Option<String>,
     /// Longest wait for in-flight requests after a shutdown signal.
     pub drain_timeout: Duration,
     /// `RFAAS_MAX_INFLIGHT` (default 8): async calls this replica runs at once, and the
@@ -75,6 +77,7 @@ impl Default for Config {
             kind: FunctionKind::Http,
             nats_url: None,
             store_url: None,
+            gateway_url: None,
             drain_timeout: DEFAULT_DRAIN,
             max_inflight: 8,
             ack_wait: Duration::from_secs(30),
@@ -124,6 +127,7 @@ impl Config {
             kind,
             nats_url: vars.text(env::NATS_URL),
             store_url: vars.text(env::STORE_URL),
+            gateway_url: vars.text(env::GATEWAY_URL),
             max_inflight: vars.number_at_least(env::MAX_INFLIGHT, d.max_inflight, 1)?,
             ack_wait: millis(ASYNC_ACK_WAIT_MS, d.ack_wait, 1)?,
             callback_attempts: vars.number_at_least(CALLBACK_ATTEMPTS, d.callback_attempts, 1)?,

@@ -47,10 +47,13 @@ pub mod health;
 pub mod http;
 pub mod prelude;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 mod callback;
 mod config;
 mod consume;
+mod ctx;
 mod events;
 mod metrics;
 mod nats;
@@ -62,6 +65,7 @@ mod trace;
 mod worker;
 
 pub use config::{Config, ConfigError};
+pub use ctx::{Answer, CALL_TIMEOUT, Call, CallError, Ctx, MAX_CALL_ANSWER, Platform};
 pub use runtime::{App, RuntimeError, run_http, run_main, serve};
 pub use service::Service;
 pub use store::{StoreClient, StoreError, Table, store};

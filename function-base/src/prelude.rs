@@ -1,8 +1,8 @@
 //! Everything a function's source usually needs: `use function_base::prelude::*;`.
 
 pub use axum::{
-    body::Body,
-    extract::Request,
+    body::{Body, Bytes},
+    extract::{Path, Query, Request},
     http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Json, Response},
     routing::{any, delete, get, patch, post, put},
@@ -10,4 +10,4 @@ pub use axum::{
 pub use serde::{Deserialize, Serialize};
 pub use serde_json::json;
 
-pub use crate::{DocEvent, Service, store};
+pub use crate::{CallError, Ctx, DocEvent, Service, store};

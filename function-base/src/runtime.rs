@@ -58,14 +58,19 @@ pub struct App {
 }
 
 impl App {
-    /// An HTTP (or async) function: `handler` answers every method on every path.
+    /// An HTTP (or async) function: `handler` answers every method on every path. The path
+    /// inside the function (after `/functions/<name>/`) is its one path parameter, so
+    /// `Path<String>` (or `Path<u32>`, …) reads it; at the function's root there is none (take
+    /// `Option<Path<T>>` to serve both).
     pub fn from_handler<H, T>(handler: H, config: Config) -> App
     where
         H: Handler<T, ()>,
         T: 'static,
     {
         App {
-            router: Router::new().fallback(handler),
+            router: Router::new()
+                .route("/", axum::routing::any(handler.clone()))
+                .route("/{*path}", axum::routing::any(handler)),
             subscriptions: Vec::new(),
             config,
         }
@@ -373,7 +378,7 @@ mod target_tests {
 }
 
 /// The answer to a request whose handler panicked.
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error!(panic = %panic_message(panic.as_ref()), "the function panicked");
     ProblemResponse(Problem::new(
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -66,9 +66,14 @@ impl std::fmt::Debug for StoreClient {
     }
 }
 
-/// A store client for `RFAAS_STORE_URL` (default `http://rfa-store:5001`). Keep it (or a
-/// clone) to reuse connections.
+/// A client of the platform's store: `RFAAS_STORE_URL` (default `http://rfa-store:5001`), or,
+/// inside the test harness, its in-memory store. Clones share their connections.
 pub fn store() -> StoreClient {
+    crate::ctx::Platform::current().store().clone()
+}
+
+/// The store of `RFAAS_STORE_URL` (default `http://rfa-store:5001`).
+pub(crate) fn process_store() -> StoreClient {
     let url = crate::config::process().store_url.as_deref();
     StoreClient::new(url.unwrap_or(DEFAULT_STORE_URL))
 }

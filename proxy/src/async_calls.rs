@@ -152,6 +152,9 @@ pub async fn handler(State(state): State<SharedState>, req: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let span = server_span(&req, Some(&name));
+    if let Err(e) = crate::target::check_depth(req.headers(), &name) {
+        return finish(&span, e.into_response());
+    }
     let Some((route, live)) = state.routes.get_live(&name) else {
         return finish(&span, ProxyError::UnknownFunction(name).into_response());
     };

@@ -170,6 +170,7 @@ mod tests {
             run: None,
             power: Default::default(),
             discover: discover.map(String::from),
+            previous: None,
         }
     }
 

@@ -193,6 +193,7 @@ mod tests {
             run: None,
             power,
             discover: discover.map(str::to_string),
+            previous: None,
         }
     }
 

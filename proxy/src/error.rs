@@ -14,6 +14,13 @@ pub const RETRY_AFTER_SECONDS: u64 = 2;
 pub enum ProxyError {
     #[error("function '{0}' is not deployed")]
     UnknownFunction(String),
+    #[error(
+        "the call to function '{name}' is {depth} function-to-function calls deep, more than the \
+         {max} the gateway serves: functions calling each other in a loop? (header {header})",
+        max = rfa_wire::MAX_CALL_DEPTH,
+        header = rfa_wire::headers::CALL_DEPTH
+    )]
+    CallLoop { name: String, depth: u32 },
     #[error("function '{0}' has no running replica")]
     NoReplica(String),
     #[error("function '{name}' is not answering: {reason}")]
@@ -85,6 +92,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::UnknownFunction(_) => StatusCode::NOT_FOUND,
+            ProxyError::CallLoop { .. } => StatusCode::LOOP_DETECTED,
             ProxyError::NoReplica(_) | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::StoreUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -117,8 +125,17 @@ impl ProxyError {
 
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
-        let mut response =
-            ProblemResponse(Problem::new(self.status(), self.to_string())).into_response();
+        let mut problem = Problem::new(self.status(), self.to_string());
+        match self {
+            ProxyError::UnknownFunction(_) => {
+                problem = problem.with_type(rfa_wire::problem::types::UNKNOWN_FUNCTION)
+            }
+            ProxyError::CallLoop { .. } => {
+                problem = problem.with_type(rfa_wire::problem::types::CALL_LOOP)
+            }
+            _ => {}
+        }
+        let mut response = ProblemResponse(problem).into_response();
         if let Some(seconds) = self.retry_after() {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

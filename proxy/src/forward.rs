@@ -45,6 +45,9 @@ pub async fn function(State(state): State<SharedState>, req: Request) -> Respons
         Err(e) => return e.into_response(),
     };
     let span = server_span(&req, Some(&name));
+    if let Err(e) = crate::target::check_depth(req.headers(), &name) {
+        return finish(&span, e.into_response());
+    }
     let picked = match state.routes.pick(&name) {
         Ok(picked) => picked,
         Err(e) => {

@@ -501,6 +501,7 @@ mod tests {
             run: None,
             power: Default::default(),
             discover: None,
+            previous: None,
         }
     }
 

@@ -343,6 +343,7 @@ mod tests {
             run: None,
             power: Default::default(),
             discover: None,
+            previous: None,
         }
     }
 

@@ -10,6 +10,31 @@ use rfa_wire::names::{FUNCTION_NAME_RULE, is_valid_function_name};
 
 use crate::ProxyError;
 
+/// Refuses a call more than [`rfa_wire::MAX_CALL_DEPTH`] function-to-function hops deep
+/// (`508`), and a depth header that is not a number (`400`). No header: a call from outside.
+pub fn check_depth(headers: &HeaderMap, name: &str) -> Result<(), ProxyError> {
+    let Some(value) = headers.get(rfa_wire::headers::CALL_DEPTH) else {
+        return Ok(());
+    };
+    let depth = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| {
+            ProxyError::BadRequest(format!(
+                "header {} must be a whole number (the function-to-function call depth)",
+                rfa_wire::headers::CALL_DEPTH
+            ))
+        })?;
+    if depth > rfa_wire::MAX_CALL_DEPTH {
+        return Err(ProxyError::CallLoop {
+            name: name.to_string(),
+            depth,
+        });
+    }
+    Ok(())
+}
+
 /// Splits `/<prefix>/<name>[/<rest>]` into the name and the rest (always starting with `/`),
 /// both still percent-encoded as the client sent them.
 ///

@@ -36,6 +36,7 @@ fn route(discover: &str) -> FunctionRoute {
         run: None,
         power: Default::default(),
         discover: Some(discover.into()),
+        previous: None,
     }
 }
 

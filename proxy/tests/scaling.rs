@@ -129,6 +129,7 @@ fn route(
         }),
         power,
         discover: None,
+        previous: None,
     }
 }
 

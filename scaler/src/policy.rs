@@ -156,6 +156,7 @@ mod tests {
             }),
             power,
             discover: None,
+            previous: None,
         }
     }
 

@@ -124,6 +124,7 @@ async fn fake_gateway() -> (String, Arc<Mutex<Vec<FunctionRoute>>>) {
         }),
         power: Power::Paused,
         discover: None,
+        previous: None,
     };
     let puts: Arc<Mutex<Vec<FunctionRoute>>> = Arc::default();
     let state = (Arc::new(Mutex::new(route)), puts.clone());

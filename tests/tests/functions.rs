@@ -40,16 +40,119 @@ async fn examples_deploy_call_each_other_and_stop() {
         .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(r.text().await.unwrap(), "Accepted at method 2\n");
-    // method1 calls method2 through the gateway, inside the instance's network.
-    let target = format!("http://{}:9999/functions/method2", p.object("rfa-proxy"));
+    // method1 calls method2 through the gateway with Ctx: no URL, no client of its own.
     let r = client
         .post(p.url("/functions/method1"))
-        .body(json!({ "url": target }).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(r.text().await.unwrap(), "Accepted at method 2\n");
+    // A Ctx call of a function that is not deployed: the gateway's 404 problem becomes a typed
+    // error, which method1 passes on with `?` as a 502 naming the missing function (method1
+    // itself exists).
+    let r = client
+        .get(p.url("/functions/nothere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "urn:rfaas:problem:unknown-function", "{v}");
+    let r = client
+        .get(p.url("/functions/method1?call=nothere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let v: Value = r.json().await.unwrap();
+    problem(&v, 502);
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("'nothere' is not deployed"),
+        "{v}"
+    );
+    // A loop (method1 calling itself, each call with its own query) ends at the gateway's depth
+    // limit with 508, passed back along the chain.
+    let r = client
+        .get(p.url("/functions/method1?call=method1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 508);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "urn:rfaas:problem:call-loop", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("16"), "{v}");
+    // And a client may not claim a depth that is not a number.
+    let r = client
+        .get(p.url("/functions/method2"))
+        .header("rfa-call-depth", "lots")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // greet: Ctx + Path + Query + Json, an ordinary axum handler.
+    let r = client
+        .post(p.url("/functions/greet/fr?shout=true"))
+        .json(&json!({"name": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["greeting"], "BONJOUR, ANN!", "{v}");
+    let docs = all_docs(&p, "greetings").await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["id"], v["id"]);
+    assert_eq!(
+        docs[0]["data"]["by"], "greet",
+        "Ctx knows its function: {docs:?}"
+    );
+    let r = client
+        .post(p.url("/functions/greet/en"))
+        .json(&json!({"name": "Bo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["greeting"], "Hello, Bo!");
+    // A bad body gets axum's own rejection, before the handler runs.
+    let r = client
+        .post(p.url("/functions/greet/en"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("Failed to parse the request body as JSON"),
+        "{text}"
+    );
+    let r = client
+        .post(p.url("/functions/greet/en"))
+        .json(&json!({"nom": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("missing field `name`"));
+    let r = client
+        .post(p.url("/functions/greet/xx"))
+        .json(&json!({"name": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        all_docs(&p, "greetings").await.len(),
+        2,
+        "refused calls wrote nothing"
+    );
 
     let details = p.cli(&["details", "--json"]).ok();
     let list: Value = serde_json::from_str(&details.stdout).unwrap();
@@ -59,7 +162,7 @@ async fn examples_deploy_call_each_other_and_stop() {
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["method1", "method2"]);
+    assert_eq!(names, ["greet", "method1", "method2"]);
     for f in list.as_array().unwrap() {
         assert_eq!(f["kind"], "http");
         assert_eq!(f["status"], "ready");
@@ -100,6 +203,10 @@ async fn examples_deploy_call_each_other_and_stop() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert!(env.contains(&"RFAAS_FUNCTION_NAME=method2"), "{env:?}");
+    assert!(
+        env.contains(&format!("RFAAS_GATEWAY_URL=http://{}:9999", p.object("rfa-proxy")).as_str()),
+        "{env:?}"
+    );
     assert!(
         env.iter().any(|e| e.starts_with("RFAAS_NATS_URL=nats://")),
         "{env:?}"
@@ -344,6 +451,145 @@ async fn redeploy_under_load_drops_nothing_and_routes_survive_a_proxy_restart() 
     .await;
 }
 
+/// Runs `proxyCli <args>` for `p` on a blocking thread, so that load keeps flowing meanwhile.
+async fn cli_off_thread(p: &Platform, args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let instance = p.instance.clone();
+    let config_home = p
+        .token_path()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(cli_path())
+            .args(&args)
+            .env("RFAAS_INSTANCE", instance)
+            .env("XDG_CONFIG_HOME", config_home)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue #18 part 4: `rollback` runs the previous version again under load with no failed call,
+/// a second rollback goes forward again, and `details` shows both versions.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_under_load_drops_nothing_and_goes_back_and_forth() {
+    let p = Platform::start("rollback");
+    let mut entry = echo_entry("echo");
+    entry["replicas"] = json!(2);
+    entry["env"] = json!({"VERSION": "1"});
+    let (_d1, v1) = deploy_file(json!([entry.clone()]));
+    p.cli(&["deploy", v1.to_str().unwrap()]).ok();
+    // Nothing to go back to yet; an unknown function.
+    let run = p.cli(&["rollback", "echo"]).failed();
+    assert!(run.stderr.contains("no previous version"), "{run}");
+    let run = p.cli(&["rollback", "nothere"]).failed();
+    assert!(run.stderr.contains("no function named nothere"), "{run}");
+    // Redeploying the same version keeps no previous one either.
+    p.cli(&["deploy", v1.to_str().unwrap()]).ok();
+    assert!(
+        p.cli(&["rollback", "echo"])
+            .failed()
+            .stderr
+            .contains("no previous version")
+    );
+
+    entry["env"] = json!({"VERSION": "2"});
+    let (_d2, v2) = deploy_file(json!([entry]));
+    p.cli(&["deploy", v2.to_str().unwrap()]).ok();
+    let details: Value = serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+    let echo = &details[0];
+    assert_eq!(echo["previous"]["image"], echo["image"], "{echo}");
+    assert!(
+        echo["previous"]["deployedAt"].as_str().unwrap() < echo["deployedAt"].as_str().unwrap()
+    );
+    let table = p.cli(&["details"]).ok().stdout;
+    assert!(
+        table.lines().next().unwrap().ends_with("PREVIOUS"),
+        "{table}"
+    );
+
+    let client = http();
+    let version = |want: &'static str| {
+        let client = client.clone();
+        let url = p.url("/functions/echo/v");
+        async move {
+            let v: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            (v["version"] == want).then_some(())
+        }
+    };
+    version("2").await.expect("version 2 serves");
+    for (back_to, now) in [("1", "2"), ("2", "1")] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (stop, seen, ok, failures) =
+                (stop.clone(), seen.clone(), ok.clone(), failures.clone());
+            let (client, url) = (client.clone(), p.url("/functions/echo/work"));
+            workers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let v: Value = r.json().await.unwrap_or_default();
+                            if v["version"] == back_to {
+                                seen.fetch_add(1, Ordering::Relaxed);
+                            }
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", r.status())),
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            }));
+        }
+        let run = cli_off_thread(&p, &["rollback", "echo"]).await;
+        let said = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(said.contains("rolled back to"), "{said}");
+        eventually(
+            Duration::from_secs(10),
+            "calls answered by the rolled-back version",
+            || async { (seen.load(Ordering::Relaxed) > 20).then_some(()) },
+        )
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.await.unwrap();
+        }
+        let failures = failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "rollback to {back_to}: {} failed of {}: {:?}",
+            failures.len(),
+            ok.load(Ordering::Relaxed),
+            &failures[..failures.len().min(5)]
+        );
+        version(back_to)
+            .await
+            .expect("the rolled-back version serves");
+        let details: Value =
+            serde_json::from_str(&p.cli(&["details", "--json"]).ok().stdout).unwrap();
+        assert_eq!(details[0]["replicas"], json!({"desired": 2, "ready": 2}));
+        assert!(
+            details[0]["previous"].is_object(),
+            "{now} is kept to go forward again"
+        );
+    }
+}
+
 /// A small crate in a temp dir, for bad-input cases.
 fn crate_with(dir: &std::path::Path, cargo_deps: &str, lib: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -440,7 +686,7 @@ async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
         &[
             "lib.rs:1:1",
             "no top-level function named 'nothere'",
-            "pub async fn nothere(req: Request)",
+            "pub async fn nothere(<axum extractors",
         ],
     );
     expect(
@@ -457,13 +703,74 @@ async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
         &[
             "lib.rs:2:5",
             "not async",
-            "Expected: pub async fn x(req: Request) -> impl IntoResponse",
+            "Expected: pub async fn x(<axum extractors, e.g. Json<T>",
         ],
     );
     std::fs::write(&lib, "pub async fn z(a: u8, b: u8) {}\n").unwrap();
     expect(
         deploy_json(&entry("z", &pkg, &lib)),
-        &["lib.rs:1:", "takes (_: u8, _: u8)"],
+        &[
+            "lib.rs:1:19",
+            "argument 1 of 'z' is `u8`, which is a primitive",
+        ],
+    );
+    std::fs::write(
+        &lib,
+        "use function_base::prelude::*;\npub async fn z(\n    Json(a): Json<u8>,\n    b: String,\n) {}\n",
+    )
+    .unwrap();
+    expect(
+        deploy_json(&entry("z", &pkg, &lib)),
+        &[
+            "lib.rs:4:8",
+            "two extractors that read the request body",
+            "`Json<u8>` at ",
+            "lib.rs:3:14",
+        ],
+    );
+
+    // What only the compiler can tell, told at the user's line with the compiler's words.
+    std::fs::write(
+        &lib,
+        "use function_base::prelude::*;\npub struct Greet;\npub async fn z(\n    g: Greet,\n    \
+         h: HeaderMap,\n) -> String {\n    String::new()\n}\n",
+    )
+    .unwrap();
+    let run = deploy_json(&entry("z", &pkg, &lib));
+    expect(
+        run,
+        &[
+            "lib.rs:4:8: argument 1 of 'z', `Greet`, is not an axum extractor",
+            "FromRequestParts",
+            "does not compile",
+        ],
+    );
+    std::fs::write(
+        &lib,
+        "use function_base::prelude::*;\npub async fn z(h: HeaderMap) -> String {\n    \
+         let kept = std::rc::Rc::new(h.len());\n    \
+         function_base::tokio::task::yield_now().await;\n    kept.to_string()\n}\n",
+    )
+    .unwrap();
+    let run = deploy_json(&entry("z", &pkg, &lib));
+    expect(
+        run,
+        &[
+            "lib.rs:2:14: 'z' returns a future that is not Send",
+            "`Rc<usize>` cannot be sent between threads safely",
+            "does not compile",
+        ],
+    );
+    std::fs::write(
+        &lib,
+        "use function_base::prelude::*;\npub async fn z(Jsn(v): Jsn<u8>) -> String {\n    \
+         v.to_string()\n}\n",
+    )
+    .unwrap();
+    let run = deploy_json(&entry("z", &pkg, &lib));
+    expect(
+        run,
+        &["cannot find", "Jsn", "src/lib.rs:2:", "does not compile"],
     );
 
     // Code that does not compile: cargo's error, with file and line, and nothing changes.
@@ -510,6 +817,87 @@ async fn bad_deploys_get_clear_errors_and_leave_the_running_version_alone() {
             .status(),
         200
     );
+}
+
+/// Issue #18 part 7: deploying a function of another kind (async, mainProcess) after an HTTP one
+/// compiles only the user's crate and its wrapper: every kind has one feature set and shares
+/// the target, so no dependency (axum, hyper, tonic, …) is compiled again.
+#[tokio::test]
+async fn a_function_of_another_kind_compiles_no_dependency_again() {
+    let p = Platform::start("secondkind");
+    let entry = |name: &str, dir: &str, extra: Value| {
+        let dir = root().join("examples").join(dir);
+        let mut e = json!({"name": name, "packageDir": dir, "filePath": dir.join("src/lib.rs")});
+        if let (Some(e), Value::Object(extra)) = (e.as_object_mut(), extra) {
+            e.extend(extra);
+        }
+        e
+    };
+    let (_a, first) = deploy_file(json!([entry("method2", "method2", json!({}))]));
+    p.cli(&["deploy", first.to_str().unwrap()]).ok();
+    for next in [
+        entry("method_async", "async", json!({"async": true})),
+        entry(
+            "database_events",
+            "database-events",
+            json!({"mainProcess": true}),
+        ),
+    ] {
+        let (_f, file) = deploy_file(json!([next.clone()]));
+        let started = std::time::Instant::now();
+        let run = p.cli(&["deploy", file.to_str().unwrap()]).ok();
+        let compiled: Vec<&str> = run
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("Compiling "))
+            .collect();
+        let package = next["packageDir"].as_str().unwrap();
+        assert!(
+            compiled
+                .iter()
+                .all(|l| l.contains(package) || l.starts_with("Compiling rfafn-")),
+            "only the user's crate and the wrapper are compiled: {compiled:#?}"
+        );
+        eprintln!(
+            "deploy of {} after an HTTP function: {:.1} s",
+            next["name"],
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The scaffolds' own tests pass as generated, with `cargo test` and no Docker: the harness
+/// (function_base::testing) calls the handler and the service in-process.
+#[test]
+fn scaffolds_pass_their_own_cargo_test_without_docker() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, kind) in [("hello_t", "http"), ("shop_t", "main")] {
+        let dir = tmp.path().join(name);
+        let out = std::process::Command::new(cli_path())
+            .args(["new", name, "--kind", kind, "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("cargo test --manifest-path"), "{said}");
+        // Release, in the workspace's target: the dependencies are compiled already.
+        let out = std::process::Command::new("cargo")
+            .args(["test", "--release", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", root().join("target"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("test tests::says_hello ... ok")
+                && stdout.contains("1 passed; 0 failed"),
+            "{stdout}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -255,13 +255,10 @@ async fn the_readme_flow_runs_on_a_single_node_swarm() {
             .contains(r#"gateway_function_invocation_total{code="202",function_name="method2"}"#),
         "{metrics}"
     );
-    // method1 calls method2 through the gateway, by its name on the overlay.
+    // method1 calls method2 through the gateway (Ctx, RFAAS_GATEWAY_URL: its service name on
+    // the overlay).
     let r = client
         .post(s.url("/functions/method1"))
-        .body(
-            json!({"url": format!("http://{}:9999/functions/method2", s.object("rfa-proxy"))})
-                .to_string(),
-        )
         .send()
         .await
         .unwrap();

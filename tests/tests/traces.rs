@@ -34,6 +34,7 @@ async fn sync_async_and_store_flows_are_each_one_trace_across_every_piece() {
     p.start_faas(&["--otlp-endpoint", &collector.endpoint()])
         .ok();
     let dir = root().join("examples/database-events");
+    let chain = root().join("examples/method2");
     let (_d, file) = deploy_file(json!([
         echo_entry("echo"),
         {
@@ -41,7 +42,9 @@ async fn sync_async_and_store_flows_are_each_one_trace_across_every_piece() {
             "packageDir": dir,
             "filePath": dir.join("src/lib.rs"),
             "mainProcess": true,
-        }
+        },
+        {"name": "method1", "packageDir": chain, "filePath": chain.join("src/lib.rs")},
+        {"name": "method2", "packageDir": chain, "filePath": chain.join("src/lib.rs")},
     ]));
     p.cli(&["deploy", file.to_str().unwrap()]).ok();
     let client = http();
@@ -76,6 +79,41 @@ async fn sync_async_and_store_flows_are_each_one_trace_across_every_piece() {
     assert_eq!(function.parent_span_id, gateway.span_id);
     assert_eq!(forwarded, format!("00-{trace}-{}-01", gateway.span_id));
     assert_eq!(function.attributes["url.path"], "/hello");
+
+    // Chained: client → proxy → method1 → (Ctx::call) proxy → method2, one trace.
+    let (traceparent, trace, client_span) = client_traceparent();
+    let r = client
+        .get(p.url("/functions/method1"))
+        .header("traceparent", &traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let gateway_of = |name: &'static str| {
+        move |s: &Span| {
+            s.service == "rfa-proxy"
+                && s.attributes.get("rfaas.function").map(String::as_str) == Some(name)
+        }
+    };
+    let spans = collector
+        .trace(&trace, WAIT, |s| {
+            has(s, |s| s.service == "rfa-fn-method1")
+                && has(s, |s| s.service == "rfa-fn-method2")
+                && has(s, gateway_of("method1"))
+                && has(s, gateway_of("method2"))
+        })
+        .await;
+    let first = one(&spans, "gateway span of method1", gateway_of("method1"));
+    assert_eq!(first.parent_span_id, client_span);
+    let method1 = one(&spans, "method1's span", |s| s.service == "rfa-fn-method1");
+    assert_eq!(method1.parent_span_id, first.span_id);
+    let second = one(&spans, "gateway span of method2", gateway_of("method2"));
+    assert_eq!(
+        second.parent_span_id, method1.span_id,
+        "Ctx::call carries method1's span on"
+    );
+    let method2 = one(&spans, "method2's span", |s| s.service == "rfa-fn-method2");
+    assert_eq!(method2.parent_span_id, second.span_id);
 
     // Async: client → proxy → NATS → worker → function → callback.
     let receiver = Receiver::start(0).await;

@@ -68,7 +68,8 @@ pub mod env {
     /// Base URL of the scaler (`http://rfa-scaler:7070`), for the gateway: where it asks for a
     /// wake or a scale.
     pub const SCALER_URL: &str = "RFAAS_SCALER_URL";
-    /// Base URL of the gateway (`http://rfa-proxy:9999`), for the scaler: load and routes.
+    /// Base URL of the gateway inside the instance's network (`http://rfa-proxy:9999`): for the
+    /// scaler (load and routes) and for functions (`Ctx::call` calls other functions there).
     pub const GATEWAY_URL: &str = "RFAAS_GATEWAY_URL";
     /// The platform instance's label value (`default` or the `--instance` name), for the scaler:
     /// it acts only on containers carrying it.
@@ -97,7 +98,17 @@ pub mod headers {
     /// of another function (an address Docker gave to a new container after the old one died)
     /// answers `421` with this header naming itself, so a call never runs in the wrong function.
     pub const TARGET: &str = "rfa-target";
+    /// How many function-to-function hops led to this call (`Ctx::call` sends its own call's
+    /// depth plus one). The gateway refuses a call deeper than [`MAX_CALL_DEPTH`] with `508`, so
+    /// a loop of functions calling each other ends instead of holding every replica.
+    ///
+    /// [`MAX_CALL_DEPTH`]: crate::MAX_CALL_DEPTH
+    pub const CALL_DEPTH: &str = "rfa-call-depth";
 }
+
+/// The deepest chain of function-to-function calls the gateway serves (see
+/// [`headers::CALL_DEPTH`]).
+pub const MAX_CALL_DEPTH: u32 = 16;
 
 /// NATS subjects and JetStream streams.
 pub mod subjects {

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// Problem types a program may act on (the `type` member); every other problem is `about:blank`.
+pub mod types {
+    /// The gateway has no function of that name (404).
+    pub const UNKNOWN_FUNCTION: &str = "urn:rfaas:problem:unknown-function";
+    /// A chain of function-to-function calls went deeper than the gateway serves (508).
+    pub const CALL_LOOP: &str = "urn:rfaas:problem:call-loop";
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Problem {
     /// A URI naming the kind of problem; `about:blank` when the status says it all.
@@ -34,6 +42,12 @@ impl Problem {
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// The same problem with the type `kind` (one of [`types`]).
+    pub fn with_type(mut self, kind: &str) -> Self {
+        self.kind = kind.to_string();
+        self
     }
 
     pub fn status_code(&self) -> StatusCode {

@@ -61,6 +61,19 @@ pub struct FunctionRoute {
     /// record keeps what was registered). Absent: `upstreams` as registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discover: Option<String>,
+    /// The version the last deploy (or rollback) replaced, for `proxyCli rollback`: one is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousVersion>,
+}
+
+/// A version of a function that was replaced: its image and how it ran, enough to run it again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousVersion {
+    pub image: String,
+    /// RFC 3339 time it was deployed.
+    pub deployed_at: String,
+    pub run: RunSpec,
 }
 
 /// Everything needed to run a function's replicas again from its image, without its sources:

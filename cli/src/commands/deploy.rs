@@ -74,8 +74,8 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         };
         let result = async {
             progress.step(&format!("building function '{}'", entry.name));
-            let dir = builder::generate(instance, entry, target)?;
-            let binary = builder::build(instance, entry, &dir)?;
+            let wrapper = builder::generate(instance, entry, target)?;
+            let binary = builder::build(instance, entry, target, &wrapper)?;
             functions::deploy(&platform, entry, &binary, &progress).await
         }
         .await;

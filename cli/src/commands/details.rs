@@ -1,6 +1,7 @@
 //! `proxyCli details [--json]`: the deployed functions, from the gateway's routes and the
 //! engine's containers: desired and ready replicas (numbers in `--json`), power (running,
-//! paused, stopped), the scale block, uptime and the async queue.
+//! paused, stopped), the scale block, uptime, the async queue, and the current and previous
+//! version (what `proxyCli rollback` goes back to).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,12 @@ struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     scale: Option<ScaleSpec>,
     image: String,
+    /// When the current version was deployed (or rolled back to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployed_at: Option<String>,
+    /// The version `proxyCli rollback` would run again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<Version>,
     /// Since the longest-running running replica started; `-` when none runs.
     uptime: String,
     /// The same in seconds; `null` when no replica runs.
@@ -46,6 +53,14 @@ struct Row {
     /// On Swarm: the function's running tasks per node (hostname → count).
     #[serde(skip_serializing_if = "Option::is_none")]
     nodes: Option<std::collections::BTreeMap<String, u32>>,
+}
+
+/// A version of a function: its image and when it was deployed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct Version {
+    image: String,
+    deployed_at: String,
 }
 
 /// A function's replicas as numbers: how many it should have, and how many run now.
@@ -117,8 +132,9 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
         "IMAGE",
         "UPTIME",
         "QUEUED/RUNNING",
+        "PREVIOUS",
     ];
-    let table: Vec<[String; 9]> = rows
+    let table: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -134,10 +150,13 @@ pub async fn run(instance: &Instance, args: Args) -> anyhow::Result<()> {
                     (Some(q), Some(i)) => format!("{q}/{i}"),
                     _ => "-".to_string(),
                 },
+                r.previous
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |v| v.image.clone()),
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..10)
         .map(|i| {
             table
                 .iter()
@@ -225,6 +244,11 @@ fn row(
             .map(|r| r.image.clone())
             .or_else(|| replicas.first().and_then(|c| c.image.clone()))
             .unwrap_or_default(),
+        deployed_at: route.map(|r| r.deployed_at.clone()),
+        previous: route.and_then(|r| r.previous.as_ref()).map(|v| Version {
+            image: v.image.clone(),
+            deployed_at: v.deployed_at.clone(),
+        }),
         uptime: uptime_seconds.map(human).unwrap_or_else(|| "-".into()),
         uptime_seconds,
         queued: route.and_then(|r| r.queue).map(|q| q.pending),
@@ -356,6 +380,7 @@ mod tests {
             }),
             power,
             discover: None,
+            previous: None,
         }
     }
 
@@ -396,6 +421,7 @@ mod tests {
                 "power": "paused",
                 "scale": {"min": 0, "max": 8, "targetInflight": 4, "idlePauseMs": 60000},
                 "image": "rfa-fn-echo:1",
+                "deployedAt": "2025-01-01T00:00:00Z",
                 "uptime": "-",
                 "uptimeSeconds": null,
                 "queued": 3,

@@ -5,6 +5,7 @@ pub mod details;
 pub mod list;
 pub mod logs;
 pub mod new;
+pub mod rollback;
 pub mod scale;
 pub mod start_faas;
 pub mod stop;

@@ -1,5 +1,6 @@
 //! `proxyCli new <name> [--kind http|async|main]`: scaffolds a function crate that deploys as it
-//! is: `Cargo.toml` (depending on this checkout's function-base), `src/lib.rs`, `deploy.json`.
+//! is: `Cargo.toml` (depending on this checkout's function-base), `src/lib.rs` with a test that
+//! `cargo test` runs in-process (`function_base::testing`), `deploy.json`.
 
 use std::path::PathBuf;
 
@@ -47,21 +48,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let function_base = crate::paths::source_root().join("function-base");
+    let fb_path = function_base.display().to_string();
     let cargo = format!(
         "[package]\nname = \"{}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-         [dependencies]\nfunction-base = {{ path = {:?} }}\n\n\
-         # Not part of any enclosing workspace: rfaas builds it on its own.\n[workspace]\n",
+         [dependencies]\nfunction-base = {{ path = {fb_path:?} }}\n\n\
+         # `cargo test` calls the function in-process (function_base::testing): no Docker.\n\
+         [dev-dependencies]\nfunction-base = {{ path = {fb_path:?}, features = [\"testing\"] }}\n\n\
+         # Not part of any enclosing workspace: rfaas builds it on its own.\n[workspace]\n\n\
+         # The profile rfaas builds functions with, so that `cargo build --release` and\n\
+         # `cargo test --release` here reuse what a deploy compiled (and the other way round).\n\
+         [profile.release]\ndebug = false\nstrip = true\n",
         name.replace('_', "-"),
-        function_base.display().to_string()
     );
     let (lib, extra) = match args.kind {
         Kind::Http | Kind::Async => (
             format!(
                 "use function_base::prelude::*;\n\n\
-                 /// Called for every request to /functions/{name}/… (any method, any path).\n\
-                 pub async fn {name}(req: Request) -> impl IntoResponse {{\n    \
-                 let path = req.uri().path().to_string();\n    \
-                 (StatusCode::OK, format!(\"Hello from {name} at {{path}}\\n\"))\n}}\n"
+                 /// Called for every request to /functions/{name}/… (any method, any path): an\n\
+                 /// ordinary axum handler. Take any extractors (Json<T>, Query<T>, Path<T>,\n\
+                 /// HeaderMap, Ctx for the store and other functions, …), the body one last.\n\
+                 pub async fn {name}(ctx: Ctx, uri: Uri) -> impl IntoResponse {{\n    \
+                 (\n        StatusCode::OK,\n        \
+                 format!(\"Hello from {{}} at {{}}\\n\", ctx.function(), uri.path()),\n    )\n}}\n\n\
+                 #[cfg(test)]\nmod tests {{\n    use super::*;\n    \
+                 use function_base::testing::TestPlatform;\n\n    \
+                 #[function_base::tokio::test(crate = \"function_base::tokio\")]\n    \
+                 async fn says_hello() {{\n        \
+                 let platform = TestPlatform::start().await.expect(\"the test platform starts\");\n        \
+                 platform.http(\"{name}\", {name});\n        \
+                 let answer = platform\n            .call(\"{name}\")\n            \
+                 .method(Method::GET)\n            .path(\"/x\")\n            .send()\n            \
+                 .await\n            .expect(\"an answer\");\n        \
+                 assert_eq!(answer.status(), StatusCode::OK);\n        \
+                 assert_eq!(answer.text(), \"Hello from {name} at /x\\n\");\n    }}\n}}\n"
             ),
             match args.kind {
                 Kind::Async => ",\n    \"async\": true",
@@ -74,7 +93,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                  /// Sets up the service: routes under /functions/{name}/….\n\
                  pub fn {name}(svc: &mut Service) {{\n    \
                  svc.route(\"/hello\", get(hello));\n}}\n\n\
-                 async fn hello() -> impl IntoResponse {{\n    \"Hello from {name}\\n\"\n}}\n"
+                 async fn hello() -> impl IntoResponse {{\n    \"Hello from {name}\\n\"\n}}\n\n\
+                 #[cfg(test)]\nmod tests {{\n    use super::*;\n    \
+                 use function_base::testing::TestPlatform;\n\n    \
+                 #[function_base::tokio::test(crate = \"function_base::tokio\")]\n    \
+                 async fn says_hello() {{\n        \
+                 let platform = TestPlatform::start().await.expect(\"the test platform starts\");\n        \
+                 platform.main(\"{name}\", {name}).expect(\"the service is set up\");\n        \
+                 let answer = platform\n            .call(\"{name}\")\n            \
+                 .method(Method::GET)\n            .path(\"/hello\")\n            .send()\n            \
+                 .await\n            .expect(\"an answer\");\n        \
+                 assert_eq!(answer.text(), \"Hello from {name}\\n\");\n    }}\n}}\n"
             ),
             ",\n    \"mainProcess\": true",
         ),
@@ -93,10 +122,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(&path, text)
             .with_context(|| format!("cannot write {}", shown(&path).display()))?;
     }
+    // The versions the platform was built and tested with, which the deploy builds with too.
+    if let Ok(lock) = std::fs::read_to_string(crate::paths::source_root().join("Cargo.lock")) {
+        let path = dir.join("Cargo.lock");
+        std::fs::write(&path, lock)
+            .with_context(|| format!("cannot write {}", shown(&path).display()))?;
+    }
     let dir = shown(&dir);
     println!(
-        "created {}: deploy it with `proxyCli deploy {}`",
+        "created {}: test it with `cargo test --manifest-path {}` (no Docker needed), deploy it \
+         with `proxyCli deploy {}`",
         dir.display(),
+        dir.join("Cargo.toml").display(),
         dir.join("deploy.json").display()
     );
     Ok(())
