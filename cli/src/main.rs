@@ -47,6 +47,8 @@ enum Command {
     Details(commands::details::Args),
     /// Remove functions (containers and routes).
     Stop(commands::stop::Args),
+    /// Deploy, then watch the functions' crates and deploy again on every save (Ctrl-C stops).
+    Dev(commands::deploy::Args),
     /// Run the version the last deploy replaced again (zero downtime, like a deploy).
     Rollback(commands::rollback::Args),
     /// Set a function's replica count now (0 stops it until its next call).
@@ -110,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::StartFaas(args) => commands::start_faas::run(&instance, args).await,
         Command::StopFaas(args) => commands::stop_faas::run(&instance, args).await,
         Command::Deploy(args) => commands::deploy::run(&instance, args).await,
+        Command::Dev(args) => commands::dev::run(&instance, args).await,
         Command::Details(args) => commands::details::run(&instance, args).await,
         Command::Stop(args) => commands::stop::run(&instance, args).await,
         Command::Scale(args) => commands::scale::run(&instance, args).await,

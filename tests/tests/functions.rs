@@ -590,6 +590,110 @@ async fn rollback_under_load_drops_nothing_and_goes_back_and_forth() {
     }
 }
 
+/// Kills the child when dropped (a failing test must not leave `proxyCli dev` running).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue #18 part 5: `dev` deploys, then deploys again on save: a one-line change answers within
+/// seconds; a save that does not compile is shown and the old version keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_redeploys_on_save_and_keeps_serving_through_a_broken_save() {
+    let p = Platform::start("dev");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dev_fn");
+    p.cli(&["new", "dev_fn", "--dir", dir.to_str().unwrap()])
+        .ok();
+    let log_path = tmp.path().join("dev.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let config_home = p
+        .token_path()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .to_path_buf();
+    let _dev = KillOnDrop(
+        std::process::Command::new(cli_path())
+            .args(["dev", dir.join("deploy.json").to_str().unwrap()])
+            .env("RFAAS_INSTANCE", &p.instance)
+            .env("XDG_CONFIG_HOME", config_home)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client = http();
+    let answer = |client: reqwest::Client, url: String| async move {
+        client.get(url).send().await.ok()?.text().await.ok()
+    };
+    let url = p.url("/functions/dev_fn/x");
+    eventually(Duration::from_secs(180), "the first deploy by dev", || {
+        let (c, u) = (client.clone(), url.clone());
+        async move {
+            answer(c, u)
+                .await
+                .filter(|t| t == "Hello from dev_fn at /x\n")
+        }
+    })
+    .await;
+    let dev_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    eventually(Duration::from_secs(10), "dev watching", || async {
+        dev_log().contains("watching").then_some(())
+    })
+    .await;
+
+    // A one-line change.
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        source.replacen("Hello from {} at {}", "Bonjour de {} à {}", 1),
+    )
+    .unwrap();
+    let saved = std::time::Instant::now();
+    eventually(Duration::from_secs(60), "the change answering", || {
+        let (c, u) = (client.clone(), url.clone());
+        async move {
+            answer(c, u)
+                .await
+                .filter(|t| t == "Bonjour de dev_fn à /x\n")
+        }
+    })
+    .await;
+    eprintln!(
+        "dev: save → new answer in {:.1} s",
+        saved.elapsed().as_secs_f64()
+    );
+
+    // A save that does not compile: the error is shown, the previous version keeps serving.
+    std::fs::write(&lib, "use function_base::prelude::*;\npub async fn dev_fn() -> String {\n    let n: u32 = \"x\";\n    n.to_string()\n}\n").unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "dev reporting the compile error",
+        || async {
+            let log = dev_log();
+            (log.contains("mismatched types") && log.contains("keeps serving")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        answer(client.clone(), url.clone()).await.as_deref(),
+        Some("Bonjour de dev_fn à /x\n")
+    );
+    // Fixed again: it serves the fix.
+    std::fs::write(&lib, "use function_base::prelude::*;\npub async fn dev_fn() -> &'static str {\n    \"fixed\\n\"\n}\n").unwrap();
+    eventually(Duration::from_secs(60), "the fix answering", || {
+        let (c, u) = (client.clone(), url.clone());
+        async move { answer(c, u).await.filter(|t| t == "fixed\n") }
+    })
+    .await;
+}
+
 /// A small crate in a temp dir, for bad-input cases.
 fn crate_with(dir: &std::path::Path, cargo_deps: &str, lib: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();

@@ -133,6 +133,7 @@ async fn sync_async_and_store_flows_are_each_one_trace_across_every_piece() {
     let spans = collector
         .trace(&trace, WAIT, |s| {
             has(s, |s| s.name == "POST callback")
+                && has(s, |s| s.service == "rfa-proxy")
                 && has(s, |s| {
                     s.service == "rfa-fn-echo" && s.kind == "SPAN_KIND_SERVER"
                 })

@@ -2,6 +2,7 @@
 
 pub mod deploy;
 pub mod details;
+pub mod dev;
 pub mod list;
 pub mod logs;
 pub mod new;
