@@ -560,8 +560,12 @@ mod tests {
             .await
     }
 
-    async fn looping(ctx: Ctx) -> Result<Answer, CallError> {
-        ctx.call("looping").send().await
+    async fn ping(ctx: Ctx) -> Result<Answer, CallError> {
+        ctx.call("pong").send().await
+    }
+
+    async fn pong(ctx: Ctx) -> Result<Answer, CallError> {
+        ctx.call("ping").send().await
     }
 
     async fn invoice(event: DocEvent) -> Result<(), String> {
@@ -597,7 +601,8 @@ mod tests {
         let p = TestPlatform::start().await.unwrap();
         p.http("hello", hello)
             .http("relay", relay)
-            .http("looping", looping);
+            .http("ping", ping)
+            .http("pong", pong);
         let a = p.call("hello").path("/ann").send().await.unwrap();
         assert_eq!(
             (a.status(), a.text()),
@@ -616,8 +621,13 @@ mod tests {
         assert!(!a.text().contains("unknown-function"), "{}", a.text());
         let e = p.call("nothere").send().await.unwrap_err();
         assert!(matches!(e, CallError::UnknownFunction { .. }), "{e}");
-        let e = p.call("looping").send().await.unwrap_err();
+        // ping → pong → ping → …: the depth limit ends it, and every hop passes the 508 back.
+        let e = p.call("ping").send().await.unwrap_err();
         assert!(matches!(e, CallError::CallLoop { .. }), "{e}");
+        assert!(
+            e.to_string().contains("17 function-to-function calls deep"),
+            "{e}"
+        );
 
         // store() in an event handler (and in a handler) is the harness's.
         p.main("shop", shop).unwrap();
