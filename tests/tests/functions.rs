@@ -348,79 +348,15 @@ async fn redeploy_under_load_drops_nothing_and_routes_survive_a_proxy_restart() 
     entry["env"] = json!({"VERSION": "2"});
     let (_d2, v2) = deploy_file(json!([entry]));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let seen_v2 = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, seen_v2, failures) =
-            (stop.clone(), ok.clone(), seen_v2.clone(), failures.clone());
-        let url = p.url("/functions/echo/work");
-        workers.push(tokio::spawn(async move {
-            let client = http();
-            while !stop.load(Ordering::Relaxed) {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let v: Value = r.json().await.unwrap_or_default();
-                        if v["version"] == "2" {
-                            seen_v2.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("status {}", r.status())),
-                    Err(e) => failures.lock().unwrap().push(e.to_string()),
-                }
-            }
-        }));
-    }
-    let run = tokio::task::spawn_blocking({
-        let path = v2.clone();
-        let instance = p.instance.clone();
-        let config = p.token_path();
-        move || {
-            let config_home = config
-                .parent()
-                .and_then(|d| d.parent())
-                .unwrap()
-                .to_path_buf();
-            std::process::Command::new(cli_path())
-                .args(["deploy", path.to_str().unwrap()])
-                .env("RFAAS_INSTANCE", instance)
-                .env("XDG_CONFIG_HOME", config_home)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let load = Load::start(p.url("/functions/echo/work"), "2");
+    let run = cli_off_thread(&p, &["deploy", v2.to_str().unwrap()]).await;
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    eventually(
-        Duration::from_secs(10),
-        "calls answered by version 2",
-        || async { (seen_v2.load(Ordering::Relaxed) > 20).then_some(()) },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed of {}: {:?}",
-        failures.len(),
-        ok.load(Ordering::Relaxed),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok.load(Ordering::Relaxed) > 50);
+    let ok = load.finish("version 2").await;
+    assert!(ok > 50);
     let replicas = p
         .containers()
         .into_iter()
@@ -449,6 +385,82 @@ async fn redeploy_under_load_drops_nothing_and_routes_survive_a_proxy_restart() 
         },
     )
     .await;
+}
+
+/// Four clients calling an echo function in a loop while a deploy or rollback runs, counting the
+/// answers of the version `want` (the echo fixture's `VERSION`) and every failed call.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    seen: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String, want: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let workers = (0..4)
+            .map(|_| {
+                let (stop, ok, seen) = (stop.clone(), ok.clone(), seen.clone());
+                let (failures, url) = (failures.clone(), url.clone());
+                tokio::spawn(async move {
+                    let client = http();
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                let v: Value = r.json().await.unwrap_or_default();
+                                if v["version"] == want {
+                                    seen.fetch_add(1, Ordering::Relaxed);
+                                }
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", r.status())),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            seen,
+            failures,
+            workers,
+        }
+    }
+
+    /// Waits until the wanted version has answered 20 calls, stops the clients, and asserts
+    /// that no call failed. Returns how many succeeded.
+    async fn finish(self, what: &str) -> usize {
+        let seen = self.seen.clone();
+        eventually(
+            Duration::from_secs(10),
+            &format!("calls answered by {what}"),
+            || async { (seen.load(Ordering::Relaxed) > 20).then_some(()) },
+        )
+        .await;
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        let ok = self.ok.load(Ordering::Relaxed);
+        assert!(
+            failures.is_empty(),
+            "{what}: {} failed of {ok}: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        ok
+    }
 }
 
 /// Runs `proxyCli <args>` for `p` on a blocking thread, so that load keeps flowing meanwhile.
@@ -523,34 +535,7 @@ async fn rollback_under_load_drops_nothing_and_goes_back_and_forth() {
     };
     version("2").await.expect("version 2 serves");
     for (back_to, now) in [("1", "2"), ("2", "1")] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let mut workers = Vec::new();
-        for _ in 0..4 {
-            let (stop, seen, ok, failures) =
-                (stop.clone(), seen.clone(), ok.clone(), failures.clone());
-            let (client, url) = (client.clone(), p.url("/functions/echo/work"));
-            workers.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 => {
-                            let v: Value = r.json().await.unwrap_or_default();
-                            if v["version"] == back_to {
-                                seen.fetch_add(1, Ordering::Relaxed);
-                            }
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("status {}", r.status())),
-                        Err(e) => failures.lock().unwrap().push(e.to_string()),
-                    }
-                }
-            }));
-        }
+        let load = Load::start(p.url("/functions/echo/work"), back_to);
         let run = cli_off_thread(&p, &["rollback", "echo"]).await;
         let said = String::from_utf8_lossy(&run.stdout).into_owned();
         assert!(
@@ -559,24 +544,7 @@ async fn rollback_under_load_drops_nothing_and_goes_back_and_forth() {
             String::from_utf8_lossy(&run.stderr)
         );
         assert!(said.contains("rolled back to"), "{said}");
-        eventually(
-            Duration::from_secs(10),
-            "calls answered by the rolled-back version",
-            || async { (seen.load(Ordering::Relaxed) > 20).then_some(()) },
-        )
-        .await;
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            w.await.unwrap();
-        }
-        let failures = failures.lock().unwrap().clone();
-        assert!(
-            failures.is_empty(),
-            "rollback to {back_to}: {} failed of {}: {:?}",
-            failures.len(),
-            ok.load(Ordering::Relaxed),
-            &failures[..failures.len().min(5)]
-        );
+        load.finish(&format!("rollback to version {back_to}")).await;
         version(back_to)
             .await
             .expect("the rolled-back version serves");
